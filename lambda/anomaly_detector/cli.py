@@ -1,0 +1,373 @@
+"""Command line: ``anomaly-detector train | detect | evaluate``.
+
+``train`` fits the local model, ``detect`` scores a file with it (or with a SageMaker
+endpoint) and writes results and figures, ``evaluate`` compares results with labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .config import ConfigurationError, ScoringConfig, Span
+from .errors import DetectorError, RequestError
+
+EPILOG = "Rows are counted from 0 over the data rows of the file (the header is not a row)."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anomaly-detector",
+        description="Find anomalies in machine data from the residuals of a regression model.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="fit the local model on normal-operation data",
+        description="Fit a LightGBM regression model that predicts TARGET from the inputs on "
+        "normal-operation rows, hold out the last part (in time order) to measure its error, "
+        "and write the model and its model card to --model-dir.",
+        epilog=EPILOG,
+    )
+    train.add_argument("data", type=Path, help="CSV (, ; or tab separated) or JSON file")
+    train.add_argument("--target", required=True, help="column the model predicts")
+    train.add_argument(
+        "--inputs",
+        nargs="+",
+        metavar="COL",
+        help="input columns in this order (default: every numeric column except "
+        "the target, the timestamp and --exclude)",
+    )
+    train.add_argument(
+        "--exclude",
+        nargs="+",
+        default=[],
+        metavar="COL",
+        help="columns that are not inputs, e.g. labels or ids",
+    )
+    train.add_argument(
+        "--timestamp",
+        metavar="COL",
+        help="timestamp column (default: detected, the first column of ISO 8601 times)",
+    )
+    train.add_argument(
+        "--timezone",
+        default="UTC",
+        help="IANA time zone of timestamps without an offset (default UTC)",
+    )
+    train.add_argument(
+        "--rows", metavar="START:END", help="train on these data rows only, e.g. :400 (default all)"
+    )
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="fraction of the rows, the last in time, held out to measure RMSE (default 0.2)",
+    )
+    train.add_argument(
+        "--window",
+        default="5",
+        help="rolling window recorded as the default for detect: rows (5) or a "
+        "time span (5min) (default 5 rows)",
+    )
+    train.add_argument(
+        "--min-duration",
+        default="1",
+        help="minimum event duration recorded as the default for detect: rows "
+        "or a time span (default 1 row)",
+    )
+    train.add_argument("--model-dir", required=True, type=Path, help="directory to write")
+
+    detect = commands.add_parser(
+        "detect",
+        help="score a file and write results, events and figures",
+        description="Predict the target for every row, score the residuals and write "
+        "scored.csv, events.json, summary.json and three PNG figures to --out.",
+        epilog=EPILOG + " Settings default to the model card's; options override them.",
+    )
+    detect.add_argument("data", type=Path, help="CSV or JSON file with the inputs and the target")
+    source = detect.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", type=Path, help="local model directory from train")
+    source.add_argument(
+        "--endpoint",
+        metavar="NAME",
+        help="SageMaker endpoint name (needs --target, --inputs and --threshold; "
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME points it at a local server)",
+    )
+    detect.add_argument("--target", help="target column (endpoint mode)")
+    detect.add_argument(
+        "--inputs",
+        nargs="+",
+        metavar="COL",
+        help="input columns in the model's training order (endpoint mode)",
+    )
+    detect.add_argument("--timestamp", metavar="COL", help="timestamp column")
+    detect.add_argument("--timezone", help="IANA time zone of timestamps without an offset")
+    detect.add_argument("--rows", metavar="START:END", help="score these data rows only, e.g. 400:")
+    detect.add_argument(
+        "--threshold",
+        type=float,
+        metavar="X",
+        help="score above which a row is anomalous, in the target's unit "
+        "(default: the model card's, 2 x validation RMSE)",
+    )
+    detect.add_argument(
+        "--window", metavar="W", help="rolling-mean window: rows (5) or a time span (5min, 30s)"
+    )
+    detect.add_argument(
+        "--min-duration",
+        metavar="D",
+        help="shortest anomalous run reported as an event: rows or a time span",
+    )
+    detect.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="rows read and scored at a time; bounds memory (default 100000)",
+    )
+    detect.add_argument(
+        "--max-payload-bytes",
+        type=int,
+        default=4_000_000,
+        metavar="B",
+        help="largest endpoint request body in bytes (default 4000000)",
+    )
+    detect.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    detect.add_argument("--out", required=True, type=Path, help="output directory")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="compare is_anomaly in a scored file with labels",
+        description="Compare the is_anomaly column of a scored.csv with a label column and "
+        "print precision, recall, F1, false-alarm rate FAR = FP/(FP+TN), missed-alarm rate "
+        "MAR = FN/(FN+TP) and event counts; write evaluation.json beside the input.",
+    )
+    evaluate.add_argument("scored", type=Path, help="scored.csv written by detect")
+    evaluate.add_argument(
+        "--label-column",
+        required=True,
+        help="column that is 1 (or true) on anomalous rows, 0 elsewhere",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the process exit code (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    commands = {"train": run_train, "detect": run_detect, "evaluate": run_evaluate}
+    try:
+        return commands[args.command](args)
+    except DetectorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .batch import RowRange, read_table
+    from .local_model import default_inputs, detect_timestamp_column, train
+
+    Span.parse(args.window, "--window")
+    Span.parse(args.min_duration, "--min-duration")
+    frame = read_table(args.data, RowRange.parse(args.rows))
+    timestamp = args.timestamp or detect_timestamp_column(frame)
+    inputs = args.inputs or default_inputs(frame, args.target, args.exclude, timestamp)
+    card = train(
+        frame,
+        target=args.target,
+        inputs=inputs,
+        model_dir=args.model_dir,
+        timestamp_column=timestamp,
+        timezone=args.timezone,
+        validation_fraction=args.validation_fraction,
+        window=args.window,
+        min_duration=args.min_duration,
+    )
+    print(
+        f"trained {card.algorithm} on {card.training_rows} rows "
+        f"(held out {card.validation_rows}, dropped {card.dropped_rows} incomplete)"
+    )
+    print(f"  target     {card.target}")
+    print(f"  inputs     {', '.join(card.inputs)}")
+    print(f"  timestamp  {card.timestamp_column or '(none)'}")
+    print(f"  validation RMSE {card.validation_rmse:.4g}, MAE {card.validation_mae:.4g}")
+    print(f"  threshold  {card.threshold:.4g} (2 x RMSE)")
+    print(f"  written to {args.model_dir}")
+    return 0
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from .batch import RowRange, detect_file
+
+    config, predictor = _detect_setup(args)
+    total = _count_data_rows(args.data)
+    with _progress(total) as advance:
+        result = detect_file(
+            args.data,
+            config,
+            predictor,
+            args.out,
+            rows=RowRange.parse(args.rows),
+            chunk_rows=args.chunk_rows,
+            on_chunk=advance,
+        )
+    if not args.no_figures:
+        from .plots import write_figures
+
+        write_figures(result.plot, result.events, config.target, args.out)
+    _print_detection(result.summary, result.events, args.out)
+    return 0
+
+
+def _detect_setup(args: argparse.Namespace):
+    if args.model_dir is not None:
+        from .local_model import LocalModel
+
+        model = LocalModel(args.model_dir)
+        card = model.card
+        if args.inputs and list(args.inputs) != list(card.inputs):
+            raise ConfigurationError(
+                f"--inputs {args.inputs} differ from the model's inputs {card.inputs}; leave "
+                "--inputs out with --model-dir."
+            )
+        config = ScoringConfig(
+            target=args.target or card.target,
+            inputs=tuple(card.inputs),
+            threshold=args.threshold if args.threshold is not None else card.threshold,
+            timestamp_column=args.timestamp or card.timestamp_column,
+            timezone=args.timezone or "UTC",
+            window=Span.parse(args.window or card.window, "--window"),
+            min_duration=Span.parse(args.min_duration or card.min_duration, "--min-duration"),
+        )
+        return config, model
+
+    import boto3
+
+    from .predictors import SageMakerPredictor, runtime_client_config
+
+    missing = [name for name in ("target", "inputs", "threshold") if getattr(args, name) is None]
+    if missing:
+        raise ConfigurationError(
+            "With --endpoint, also give " + ", ".join(f"--{m}" for m in missing) + "."
+        )
+    config = ScoringConfig(
+        target=args.target,
+        inputs=tuple(args.inputs),
+        threshold=args.threshold,
+        timestamp_column=args.timestamp,
+        timezone=args.timezone or "UTC",
+        window=Span.parse(args.window or "5", "--window"),
+        min_duration=Span.parse(args.min_duration or "1", "--min-duration"),
+    )
+    client = boto3.client("sagemaker-runtime", config=runtime_client_config(20.0))
+    return config, SageMakerPredictor(client, args.endpoint, args.max_payload_bytes)
+
+
+def _count_data_rows(path: Path) -> int | None:
+    if path.suffix.lower() == ".json" or path.stat().st_size < 20_000_000:
+        return None
+    lines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return max(lines - 1, 0)
+
+
+class _progress:
+    """A rich progress bar on long files when stderr is a terminal; a no-op otherwise."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.bar = None
+
+    def __enter__(self):
+        if self.total and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            task = self.bar.add_task("scoring rows", total=self.total)
+            return lambda rows: self.bar.advance(task, rows)
+        return lambda rows: None
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.width = max(console.width, 110)  # room for full timestamps when piped
+    max_score = summary["max_score"]
+    console.print(
+        f"scored {summary['scored_rows']} of {summary['rows']} rows; "
+        f"{summary['anomalous_rows']} anomalous; threshold {summary['threshold']:.4g}; "
+        f"max score {'n/a' if max_score is None else f'{max_score:.4g}'}"
+    )
+    if summary["not_scored"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["not_scored"].items())
+        console.print(f"not scored: {reasons}")
+    table = Table(title=f"{len(events)} event(s)")
+    for column in ("#", "start", "end", "rows", "peak score", "direction"):
+        table.add_column(column)
+    for number, event in enumerate(events, start=1):
+        table.add_row(
+            str(number),
+            str(event["start"]),
+            str(event["end"]),
+            str(event["rows"]),
+            f"{event['peak_score']:.4g}",
+            event["direction"],
+        )
+    console.print(table)
+    console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    frame = pd.read_csv(args.scored, low_memory=False)
+    for column in ("is_anomaly", args.label_column):
+        if column not in frame.columns:
+            raise RequestError(
+                f"{args.scored} has no column {column!r}; columns found: {list(frame.columns)}."
+            )
+    labels = pd.to_numeric(frame[args.label_column], errors="coerce")
+    known = labels.notna().to_numpy()
+    if not known.any():
+        raise RequestError(f"Column {args.label_column!r} holds no numeric labels.")
+    predicted = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+    result = evaluate(predicted[known], labels.to_numpy()[known] > 0.5)
+
+    def show(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    print(
+        f"rows {result.rows} (labelled), TP {result.tp}, FP {result.fp}, TN {result.tn}, "
+        f"FN {result.fn}"
+    )
+    print(f"precision {show(result.precision)}  recall {show(result.recall)}  F1 {show(result.f1)}")
+    print(
+        f"FAR {show(result.far)} (false alarms among normal rows)  "
+        f"MAR {show(result.mar)} (missed among anomalous rows)"
+    )
+    print(
+        f"labelled events {result.labelled_events}, detected {result.detected_labelled_events}; "
+        f"predicted runs {result.predicted_runs}, of which false {result.false_runs}"
+    )
+    out = args.scored.parent / "evaluation.json"
+    out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    print(f"written to {out}")
+    return 0

@@ -1,0 +1,134 @@
+"""Serialize model inputs to the endpoint's CSV format and parse its prediction responses."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import EndpointError
+
+# Keys under which regression endpoints return the predicted value, most specific first.
+_VALUE_KEYS = ("score", "predicted_score", "predicted_label", "prediction", "predicted_value")
+
+
+def to_csv_lines(inputs: pd.DataFrame) -> list[bytes]:
+    """Render rows as CSV lines without header or index, each ending in ``\\n``."""
+    text = inputs.to_csv(header=False, index=False, lineterminator="\n")
+    return [line.encode() + b"\n" for line in text[:-1].split("\n")] if text else []
+
+
+def split_payloads(lines: list[bytes], max_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """Group lines into bodies of at most ``max_bytes``; yield (first row, body)."""
+    start = 0
+    size = 0
+    for index, line in enumerate(lines):
+        if len(line) > max_bytes:
+            raise EndpointError(
+                f"Row {index} alone is {len(line)} bytes, more than the {max_bytes}-byte "
+                "endpoint request limit."
+            )
+        if size + len(line) > max_bytes:
+            yield start, b"".join(lines[start:index])
+            start, size = index, 0
+        size += len(line)
+    if start < len(lines):
+        yield start, b"".join(lines[start:])
+
+
+def parse_predictions(body: bytes, content_type: str | None, expected: int) -> np.ndarray:
+    """Parse an endpoint response into ``expected`` float predictions.
+
+    Accepted shapes: ``{"predictions": [...]}``, a bare JSON list, JSON Lines, and CSV (one
+    value per line, or comma-separated). Each item is a number, a numeric string, or an object
+    with ``score``, ``predicted_score`` or ``predicted_label``. A count that differs from
+    ``expected`` or a value that is not a finite number raises ``EndpointError``.
+    """
+    text = body.decode("utf-8", errors="strict").strip() if body else ""
+    if not text:
+        raise EndpointError("The endpoint returned an empty response.")
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    looks_json = text[0] in "[{" or kind in ("application/json", "application/jsonlines")
+
+    items = _json_items(text) if looks_json else _csv_items(text)
+
+    if len(items) != expected:
+        raise EndpointError(
+            f"The endpoint returned {len(items)} predictions for {expected} rows; refusing to "
+            "match them to rows. Check that the endpoint serves a regression model that "
+            "returns one prediction per CSV row."
+        )
+    values = np.fromiter((_number(item, i) for i, item in enumerate(items)), float, len(items))
+    return values
+
+
+def _json_items(text: str) -> list[Any]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return _json_lines(text)
+    if isinstance(document, dict):
+        for key in ("predictions", "Predictions", "scores", "outputs"):
+            if key in document:
+                document = document[key]
+                break
+        else:
+            document = [document]
+    if not isinstance(document, list):
+        document = [document]
+    # A single row sometimes comes back as [[value]] or as a row of one value.
+    return [item[0] if isinstance(item, list) and len(item) == 1 else item for item in document]
+
+
+def _json_lines(text: str) -> list[Any]:
+    items = []
+    for number, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise EndpointError(
+                f"The endpoint response is neither JSON nor JSON Lines (line {number + 1}: "
+                f"{error.msg})."
+            ) from error
+    return [item[0] if isinstance(item, list) and len(item) == 1 else item for item in items]
+
+
+def _csv_items(text: str) -> list[str]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) == 1:
+        return [field for field in next(csv.reader(io.StringIO(lines[0]))) if field.strip()]
+    # One prediction per line; a line may carry extra fields (e.g. a label), take the first.
+    return [next(csv.reader([line]))[0] for line in lines]
+
+
+def _number(item: Any, index: int) -> float:
+    if isinstance(item, dict):
+        for key in _VALUE_KEYS:
+            if key in item:
+                item = item[key]
+                break
+        else:
+            raise EndpointError(
+                f"Prediction {index} is an object without any of the keys {list(_VALUE_KEYS)}."
+            )
+        if isinstance(item, list) and len(item) == 1:
+            item = item[0]
+    if isinstance(item, bool):
+        raise EndpointError(f"Prediction {index} is a boolean, not a number.")
+    try:
+        value = float(item.strip() if isinstance(item, str) else item)
+    except (TypeError, ValueError) as error:
+        raise EndpointError(
+            f"Prediction {index} is not a number; the endpoint must serve a regression model."
+        ) from error
+    if not math.isfinite(value):
+        raise EndpointError(f"Prediction {index} is not a finite number ({value}).")
+    return value

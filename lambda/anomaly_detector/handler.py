@@ -1,0 +1,256 @@
+"""Lambda handler: API Gateway REST proxy event in, JSON detection result out.
+
+Routes: ``POST /detect`` with a CSV (``text/csv``) or JSON (``application/json``) body;
+``?rows=all|anomalous|none`` chooses which result rows come back (default all).
+Configuration comes from environment variables (see ``config.ServiceConfig.from_env``),
+validated once at cold start.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import zlib
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+
+from .config import ServiceConfig
+from .errors import (
+    ConfigurationError,
+    DetectorError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RequestError,
+    UnsupportedMediaTypeError,
+)
+from .pipeline import Summary, detect_chunk, events_to_dicts
+from .predictors import Predictor, SageMakerPredictor, runtime_client_config
+from .publishing import MetricsPublisher, publish_warning, to_json
+from .reader import read_request
+from .scoring import Scorer
+
+logger = Logger(service="anomaly-detector")
+
+# Lambda rejects responses over 6 MB; the rest of the proxy response needs a little room.
+MAX_RESPONSE_BYTES = 5_900_000
+# Time kept back from the Lambda deadline to build and return an error response.
+DEADLINE_MARGIN_SECONDS = 2.0
+ROW_CHOICES = ("all", "anomalous", "none")
+
+
+class DetectionService:
+    """The request path, with its clients and configuration built once per container."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        predictor: Predictor | None = None,
+        runtime_client: Any = None,
+        sns_client: Any = None,
+        cloudwatch_client: Any = None,
+    ) -> None:
+        self.config = config
+        self.runtime = runtime_client
+        if predictor is None and runtime_client is None:
+            self.runtime = boto3.client(
+                "sagemaker-runtime", config=runtime_client_config(config.read_timeout_seconds)
+            )
+        self.predictor = predictor
+        self.sns = sns_client
+        if self.sns is None and config.topic_arn:
+            self.sns = boto3.client("sns")
+        if cloudwatch_client is None and config.metrics_mode == "cloudwatch":
+            cloudwatch_client = boto3.client("cloudwatch")
+        self.metrics = MetricsPublisher(config, cloudwatch_client)
+
+    def handle(self, event: dict, context: Any = None) -> dict:
+        started = time.monotonic()
+        request_id = getattr(context, "aws_request_id", None) or _request_id(event)
+        try:
+            result = self._detect(event, context)
+        except DetectorError as error:
+            _log_error(error, request_id)
+            return error_response(error)
+        logger.info(
+            "request scored",
+            extra={
+                "request_id": request_id,
+                "rows": result["summary"]["rows"],
+                "scored_rows": result["summary"]["scored_rows"],
+                "anomalous_rows": result["summary"]["anomalous_rows"],
+                "events": result["summary"]["events"],
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return result["response"]
+
+    def _detect(self, event: dict, context: Any) -> dict:
+        # check: the route and the method
+        path = event.get("resource") or event.get("path") or ""
+        if not path.rstrip("/").endswith("/detect"):
+            raise NotFoundError(f"No route {path!r}. POST rows to /detect.")
+        if (event.get("httpMethod") or "").upper() != "POST":
+            raise MethodNotAllowedError("Use POST to send rows to /detect.")
+
+        # check: the body is present, decodable and within the size limit
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        body = self._body(event, headers)
+        rows_choice = ((event.get("queryStringParameters") or {}).get("rows") or "all").lower()
+        if rows_choice not in ROW_CHOICES:
+            raise RequestError(
+                f"Query parameter rows must be one of {ROW_CHOICES}, got {rows_choice!r}."
+            )
+
+        # read, predict, score
+        scoring = self.config.scoring
+        text_columns = [c for c in _known_text_columns(scoring)]
+        frame = read_request(body, headers.get("content-type"), text_columns=text_columns)
+        scorer = Scorer(scoring)
+        summary = Summary(threshold=scoring.threshold)
+        predictor = self.predictor or SageMakerPredictor(
+            self.runtime,
+            self.config.endpoint_name,
+            max_payload_bytes=self.config.max_payload_bytes,
+            deadline=_deadline(context),
+        )
+        rows = detect_chunk(frame, scoring, predictor, scorer, summary)
+        events = events_to_dicts(scorer.finish())
+        summary.events = len(events)
+        summary_dict = summary.to_dict(scoring)
+
+        # publish, then answer
+        self.metrics.publish(summary_dict)
+        if events and self.sns is not None and self.config.topic_arn:
+            publish_warning(self.sns, self.config, summary_dict, events)
+        if rows_choice == "anomalous":
+            rows = rows[rows["is_anomaly"]]
+        elif rows_choice == "none":
+            rows = rows.iloc[:0]
+        body_text = (
+            '{"summary":'
+            + to_json(summary_dict)
+            + ',"events":'
+            + to_json(events)
+            + ',"rows":'
+            + rows.to_json(orient="records", double_precision=10)
+            + "}"
+        )
+        if len(body_text) > MAX_RESPONSE_BYTES:
+            raise PayloadTooLargeError(
+                f"The response would be {len(body_text)} bytes, over Lambda's 6 MB response "
+                "limit. Send fewer rows per request, or add ?rows=anomalous to return only "
+                "the anomalous rows (events and summary always cover every row)."
+            )
+        return {"summary": summary_dict, "response": _response(200, body_text)}
+
+    def _body(self, event: dict, headers: dict[str, str]) -> bytes:
+        raw = event.get("body")
+        if raw is None or raw == "":
+            raise RequestError(
+                "The request body is empty. Send CSV with a header row (Content-Type: text/csv) "
+                "or a JSON list of records (Content-Type: application/json)."
+            )
+        if event.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError) as error:
+                raise RequestError(
+                    "The request body is marked base64 but is not valid base64."
+                ) from error
+        else:
+            body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+        limit = self.config.max_request_bytes
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            body = _gunzip(body, limit)
+        elif encoding not in ("", "identity"):
+            raise UnsupportedMediaTypeError(
+                f"Content-Encoding {encoding!r} is not supported; send the body uncompressed "
+                "or gzip-compressed."
+            )
+        if len(body) > limit:
+            raise PayloadTooLargeError(
+                f"The request body is {len(body)} bytes; the limit is {limit} bytes. Split the "
+                "rows over several requests."
+            )
+        return body
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = decompressor.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise RequestError("The body is marked gzip but is not valid gzip data.") from error
+    if len(data) > limit or decompressor.unconsumed_tail:
+        raise PayloadTooLargeError(
+            f"The gzip body expands to more than the {limit}-byte limit. Split the rows over "
+            "several requests."
+        )
+    if not decompressor.eof:
+        raise RequestError("The gzip body is truncated.")
+    return data
+
+
+def _known_text_columns(scoring) -> list[str]:
+    return [scoring.timestamp_column] if scoring.timestamp_column else []
+
+
+def _deadline(context: Any):
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return None
+    return lambda: context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+
+
+def _request_id(event: dict) -> str | None:
+    return (event.get("requestContext") or {}).get("requestId")
+
+
+def _log_error(error: DetectorError, request_id: str | None) -> None:
+    fields = {"request_id": request_id, "error_code": error.code, "status": error.status}
+    if error.status >= 500:
+        # The message may name the endpoint but never request values; the cause is logged too.
+        logger.exception("request failed", extra={**fields, "error": error.message})
+    else:
+        logger.warning("request rejected", extra=fields)
+
+
+def _response(status: int, body: str) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def error_response(error: DetectorError) -> dict:
+    """Map a domain error to its status and the fixed body ``{"error": {"code", "message"}}``."""
+    return _response(
+        error.status, to_json({"error": {"code": error.code, "message": error.message}})
+    )
+
+
+_service: DetectionService | None = None
+
+
+def get_service() -> DetectionService:
+    """Build the service from the environment once per container."""
+    global _service
+    if _service is None:
+        _service = DetectionService(ServiceConfig.from_env())
+    return _service
+
+
+def lambda_handler(event: dict, context: Any) -> dict:
+    """Entry point for API Gateway REST proxy events."""
+    try:
+        service = get_service()
+    except ConfigurationError as error:
+        logger.error("configuration invalid", extra={"error": error.message})
+        return error_response(error)
+    return service.handle(event, context)

@@ -1,0 +1,138 @@
+"""Wire the stages together: prepare, predict, score, and shape the per-row results.
+
+Both the Lambda handler and the CLI call ``detect_chunk``; the CLI passes the same
+``Scorer`` for every chunk of a long file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .config import ScoringConfig
+from .errors import EndpointError
+from .predictors import Predictor
+from .prepare import PreparedBatch, prepare
+from .scoring import Event, Scorer
+from .timestamps import format_timestamps
+
+RESULT_COLUMNS = (
+    "row",
+    "timestamp",
+    "actual",
+    "predicted",
+    "residual",
+    "score",
+    "is_anomaly",
+    "status",
+)
+
+
+@dataclass
+class Summary:
+    """Counts over everything scored so far; ``max_score`` is None until a row is scored."""
+
+    threshold: float
+    rows: int = 0
+    scored_rows: int = 0
+    anomalous_rows: int = 0
+    max_score: float | None = None
+    not_scored: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+
+    def add(self, batch: PreparedBatch, score: np.ndarray, is_anomaly: np.ndarray) -> None:
+        self.rows += len(batch)
+        self.scored_rows += int(batch.scorable.sum())
+        self.anomalous_rows += int(is_anomaly.sum())
+        finite = score[np.isfinite(score)]
+        if len(finite):
+            chunk_max = float(finite.max())
+            self.max_score = chunk_max if self.max_score is None else max(self.max_score, chunk_max)
+        statuses, counts = np.unique(batch.status[~batch.scorable], return_counts=True)
+        for status, count in zip(statuses, counts, strict=True):
+            self.not_scored[str(status)] = self.not_scored.get(str(status), 0) + int(count)
+
+    def to_dict(self, config: ScoringConfig) -> dict:
+        return {
+            "rows": self.rows,
+            "scored_rows": self.scored_rows,
+            "anomalous_rows": self.anomalous_rows,
+            "events": self.events,
+            "threshold": self.threshold,
+            "max_score": None if self.max_score is None else round(self.max_score, 6),
+            "window": str(config.window),
+            "min_duration": str(config.min_duration),
+            "not_scored": dict(sorted(self.not_scored.items())),
+        }
+
+
+def detect_chunk(
+    frame: pd.DataFrame,
+    config: ScoringConfig,
+    predictor: Predictor,
+    scorer: Scorer,
+    summary: Summary,
+    first_row: int = 0,
+) -> pd.DataFrame:
+    """Score one chunk of rows and return its result rows, one per input row, in input order."""
+    batch = prepare(frame, config)
+    scorable = batch.scorable
+
+    predicted = np.full(len(batch), np.nan)
+    if scorable.any():
+        values = np.asarray(predictor.predict(batch.inputs[scorable]), dtype=float)
+        if values.shape != (int(scorable.sum()),):
+            raise EndpointError(
+                f"The model returned {values.size} predictions for {int(scorable.sum())} rows."
+            )
+        if not np.all(np.isfinite(values)):
+            raise EndpointError("The model returned predictions that are not finite numbers.")
+        predicted[scorable] = values
+
+    scores = scorer.score(batch.actual, predicted, scorable, batch.timestamps)
+    summary.add(batch, scores.score, scores.is_anomaly)
+    return result_rows(
+        batch, predicted, scores.residual, scores.score, scores.is_anomaly, first_row
+    )
+
+
+def result_rows(
+    batch: PreparedBatch,
+    predicted: np.ndarray,
+    residual: np.ndarray,
+    score: np.ndarray,
+    is_anomaly: np.ndarray,
+    first_row: int,
+) -> pd.DataFrame:
+    """Build the output table: result columns, then the echoed columns of the request."""
+    columns: dict[str, object] = {"row": np.arange(first_row, first_row + len(batch))}
+    if batch.timestamps is not None:
+        columns["timestamp"] = format_timestamps(batch.timestamps).to_numpy()
+    columns.update(
+        actual=batch.actual,
+        predicted=predicted,
+        residual=residual,
+        score=score,
+        is_anomaly=is_anomaly,
+        status=batch.status,
+    )
+    rows = pd.DataFrame(columns)
+    for name in batch.passthrough.columns:
+        # An echoed column never overwrites a result column: it gets a prefix instead.
+        echoed = name if name not in rows.columns else f"input_{name}"
+        rows[echoed] = batch.passthrough[name].to_numpy()
+    return rows
+
+
+def events_to_dicts(events: list[Event]) -> list[dict]:
+    return [event.to_dict() for event in events]
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """Return the value when finite, otherwise None, so NaN never reaches JSON or metrics."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value

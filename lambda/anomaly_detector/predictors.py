@@ -1,0 +1,154 @@
+"""Predictors behind one interface: ``predict(inputs) -> predictions``.
+
+``SageMakerPredictor`` calls a SageMaker real-time endpoint. The local LightGBM model lives
+in ``local_model`` so that the Lambda never imports it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from .endpoint_format import parse_predictions, split_payloads, to_csv_lines
+from .errors import (
+    ConfigurationError,
+    EndpointError,
+    EndpointTimeoutError,
+    EndpointUnavailableError,
+)
+
+CONNECT_TIMEOUT_SECONDS = 2
+# Standard retry mode backs off exponentially with jitter on throttling and transient errors.
+RETRY_ATTEMPTS = 3
+_UNAVAILABLE_CODES = {
+    "ThrottlingException",
+    "Throttling",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "ModelNotReadyException",
+    "InternalDependencyException",
+}
+
+
+class Predictor(Protocol):
+    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
+        """Return one float prediction per row of ``inputs`` (columns in training order)."""
+        ...
+
+
+def runtime_client_config(read_timeout: float) -> Config:
+    """Build the botocore configuration: timeouts that fit API Gateway's 29 s, standard retries."""
+    return Config(
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+    )
+
+
+class SageMakerPredictor:
+    """Call a SageMaker real-time endpoint with CSV rows and parse its predictions.
+
+    Rows are sent in bodies of at most ``max_payload_bytes`` (the endpoint accepts 6 MB).
+    ``deadline`` returns the seconds left for the whole request; no new call starts when
+    less than ``min_seconds_per_call`` remain, so the API answers 504 rather than timing out.
+    """
+
+    def __init__(
+        self,
+        client,
+        endpoint_name: str,
+        max_payload_bytes: int = 4_000_000,
+        deadline: Callable[[], float] | None = None,
+        min_seconds_per_call: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.endpoint_name = endpoint_name
+        self.max_payload_bytes = max_payload_bytes
+        self.deadline = deadline
+        self.min_seconds_per_call = min_seconds_per_call
+        self.calls = 0
+
+    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
+        predictions = np.empty(len(inputs))
+        if len(inputs) == 0:
+            return predictions
+        lines = to_csv_lines(inputs)
+        for first_row, body in split_payloads(lines, self.max_payload_bytes):
+            rows = body.count(b"\n")
+            predictions[first_row : first_row + rows] = self._invoke(body, rows)
+        return predictions
+
+    def _invoke(self, body: bytes, rows: int) -> np.ndarray:
+        if self.deadline is not None and self.deadline() < self.min_seconds_per_call:
+            raise EndpointTimeoutError(
+                "The endpoint did not score every row in the time the API allows; send "
+                "fewer rows per request."
+            )
+        started = time.monotonic()
+        try:
+            response = self.client.invoke_endpoint(
+                EndpointName=self.endpoint_name,
+                ContentType="text/csv",
+                Accept="application/json",
+                Body=body,
+            )
+            payload = response["Body"].read()
+        except ClientError as error:
+            raise self._client_error(error) from error
+        except (ReadTimeoutError, ConnectTimeoutError) as error:
+            raise EndpointTimeoutError(
+                f"The endpoint {self.endpoint_name!r} did not answer in time "
+                f"({time.monotonic() - started:.1f} s). Send fewer rows per request, or check "
+                "the endpoint's latency."
+            ) from error
+        except BotoConnectionError as error:
+            raise EndpointUnavailableError(
+                f"The endpoint {self.endpoint_name!r} cannot be reached. Try again later."
+            ) from error
+        except BotoCoreError as error:
+            raise EndpointError(f"Calling the endpoint failed: {type(error).__name__}.") from error
+        finally:
+            self.calls += 1
+        return parse_predictions(payload, response.get("ContentType"), rows)
+
+    def _client_error(self, error: ClientError) -> Exception:
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        name = self.endpoint_name
+        if code in _UNAVAILABLE_CODES or status in (429, 503):
+            return EndpointUnavailableError(
+                f"The endpoint {name!r} is busy or not ready ({code or status}) after "
+                f"{RETRY_ATTEMPTS} attempts. Try again later."
+            )
+        if code == "ModelError":
+            original = error.response.get("OriginalStatusCode", "")
+            return EndpointError(
+                f"The model behind endpoint {name!r} failed on the request (ModelError, model "
+                f"status {original or 'unknown'}). Check that the inputs and their order match "
+                "the model's training columns."
+            )
+        if code == "ValidationError" and "not found" in str(error).lower():
+            return EndpointUnavailableError(
+                f"The endpoint {name!r} was not found. Check ENDPOINT_NAME and the endpoint's "
+                "status in SageMaker."
+            )
+        if status in (406, 415):
+            return ConfigurationError(
+                f"The endpoint {name!r} rejected the content type (HTTP {status}); it must "
+                "accept text/csv and answer application/json."
+            )
+        return EndpointError(f"The endpoint {name!r} returned an error ({code or status}).")

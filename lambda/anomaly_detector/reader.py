@@ -1,0 +1,206 @@
+"""Read request bytes (CSV or JSON) into a data frame with one row per data row.
+
+CSV: header row required; ``,``, ``;`` or tab delimiter (detected from the header); UTF-8
+with or without a byte-order mark, or UTF-16 with a byte-order mark; LF, CRLF or CR line
+endings; blank lines skipped; quoted fields may contain delimiters and line breaks. A first
+column with an empty name (the index a pandas export writes) is dropped.
+
+JSON: a list of records (objects of column name to scalar value) or ``{"records": [...]}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from .errors import EmptyRequestError, RequestError, UnsupportedMediaTypeError
+
+CSV_TYPES = ("text/csv", "application/csv", "text/plain")
+JSON_TYPES = ("application/json",)
+_DELIMITERS = (",", ";", "\t")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def decode_text(body: bytes) -> str:
+    """Decode request bytes as UTF-8 (byte-order mark optional) or BOM-marked UTF-16."""
+    if body.startswith(_UTF8_BOM):
+        body = body[len(_UTF8_BOM) :]
+    elif body.startswith(_UTF16_BOMS):
+        try:
+            return body.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise RequestError(
+                f"The body starts with a UTF-16 byte-order mark but is not valid UTF-16 "
+                f"(byte {error.start}). Save the file as UTF-8."
+            ) from error
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RequestError(
+            f"The body is not valid UTF-8 (first invalid byte at offset {error.start}). "
+            "Save or export the file as UTF-8."
+        ) from error
+    if "\x00" in text:
+        raise RequestError(
+            "The body contains NUL bytes, so it is not a text file. Send CSV or JSON text "
+            "(UTF-16 files need a byte-order mark)."
+        )
+    return text
+
+
+def media_type(content_type: str | None) -> str:
+    """Return the lower-case media type without parameters (``text/csv; charset=utf-8``)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def read_request(
+    body: bytes, content_type: str | None, text_columns: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Read a CSV or JSON request body; ``text_columns`` are kept as strings (CSV only)."""
+    kind = media_type(content_type)
+    if kind in CSV_TYPES or kind.endswith("+csv"):
+        return read_csv_text(decode_text(body), text_columns=text_columns)
+    if kind in JSON_TYPES or kind.endswith("+json"):
+        return read_json_text(decode_text(body))
+    shown = kind or "none"
+    raise UnsupportedMediaTypeError(
+        f"Content-Type {shown!r} is not supported. Send text/csv (with a header row) or "
+        "application/json (a list of records)."
+    )
+
+
+def sniff_header(text: str) -> tuple[str, list[str]]:
+    """Find the delimiter and the column names from the first non-blank line."""
+    for line in io.StringIO(text):
+        if line.strip():
+            header_line = line
+            break
+    else:
+        raise EmptyRequestError(
+            "The CSV body is empty. Send a header row and at least one data row."
+        )
+
+    # check: the delimiter is the candidate that occurs most often outside quotes
+    unquoted = header_line.split('"')[::2]
+    counts = {d: sum(part.count(d) for part in unquoted) for d in _DELIMITERS}
+    delimiter = max(_DELIMITERS, key=lambda d: counts[d])
+    if counts[delimiter] == 0:
+        delimiter = ","
+    names = next(csv.reader([header_line.rstrip("\r\n")], delimiter=delimiter))
+    return delimiter, names
+
+
+def read_csv_text(text: str, text_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Parse CSV text with a header row; see the module docstring for the dialects read."""
+    delimiter, names = sniff_header(text)
+    drop_index = len(names) > 1 and names[0].strip() == ""
+    check_column_names(names[1:] if drop_index else names)
+
+    text_columns = set(text_columns)
+    dtype = {name: "string" for name in names if name in text_columns}
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            dtype=dtype or None,
+            skip_blank_lines=True,
+            skipinitialspace=False,
+            engine="c",
+            low_memory=False,
+        )
+    except pd.errors.EmptyDataError as error:
+        raise EmptyRequestError("The CSV body has no header row.") from error
+    except (pd.errors.ParserError, ValueError) as error:
+        raise RequestError(
+            f"The CSV body cannot be parsed: {error}. Check that every row has as many "
+            f"fields as the header and that quotes are balanced (delimiter {delimiter!r})."
+        ) from error
+
+    if drop_index:
+        frame = frame.iloc[:, 1:]
+    frame.columns = names[1:] if drop_index else names
+    if frame.empty:
+        raise EmptyRequestError(
+            "The CSV body has a header row but no data rows. Send at least one data row."
+        )
+    return frame.reset_index(drop=True)
+
+
+def check_column_names(names: list[str]) -> None:
+    """Reject blank and duplicate column names, which would make columns ambiguous."""
+    for position, name in enumerate(names):
+        if not name.strip():
+            raise RequestError(
+                f"Column {position + 1} of the header has no name. Name every column, or remove "
+                "the empty column (a trailing delimiter at the end of the header creates one)."
+            )
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if name in seen:
+            raise RequestError(
+                f"Column name {name!r} appears twice in the header (columns {seen[name] + 1} "
+                f"and {position + 1}). Rename one of them."
+            )
+        seen[name] = position
+
+
+def read_json_text(text: str) -> pd.DataFrame:
+    """Parse a JSON list of records, or an object whose ``records`` key holds that list."""
+    if not text.strip():
+        raise EmptyRequestError('The JSON body is empty. Send [{"column": value, ...}, ...].')
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RequestError(
+            f"The body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+        ) from error
+    if isinstance(document, dict):
+        if "records" not in document:
+            raise RequestError(
+                'A JSON object body must have a "records" key holding a list of records; '
+                f"found keys {sorted(document)[:10]}."
+            )
+        document = document["records"]
+    if not isinstance(document, list):
+        raise RequestError(
+            "The JSON body must be a list of records (objects), or an object with a "
+            f'"records" list; got {_json_type(document)}.'
+        )
+    if not document:
+        raise EmptyRequestError("The JSON body holds no records. Send at least one record.")
+    for row, record in enumerate(document):
+        check_record(row, record)
+    columns: dict[str, None] = {}
+    for record in document:
+        columns.update(dict.fromkeys(record))
+    frame = pd.DataFrame.from_records(document, columns=list(columns))
+    return frame.reset_index(drop=True)
+
+
+def check_record(row: int, record: Any) -> None:
+    if not isinstance(record, dict):
+        raise RequestError(
+            f"Record {row} of the JSON body is {_json_type(record)}, not an object. "
+            'Send each row as {"column": value, ...}.'
+        )
+    for key, value in record.items():
+        if isinstance(value, dict | list):
+            raise RequestError(
+                f"Record {row}, key {key!r} holds {_json_type(value)}; values must be numbers, "
+                "strings, booleans or null. Flatten nested values into their own columns."
+            )
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,253 @@
+"""Residuals, rolling anomaly scores, thresholds and events: pure numpy and pandas.
+
+The anomaly score of a row is the mean of |residual| over the rolling window that ends at
+that row, taken over the scored rows in the window (rows that could not be scored count
+for nothing). Rows are ordered by timestamp when there is one (stable, so repeated times keep
+their input order), otherwise by position. An event is a maximal run of consecutive
+anomalous rows in that order; rows that could not be scored neither break nor extend a run.
+An event is reported when it lasts at least the minimum duration: that many rows, or
+``end - start`` at least that long for a time span.
+
+``Scorer`` keeps the window tail and any open event between calls, so a long file scored
+in chunks gives the same result as scoring it whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .config import ScoringConfig
+from .errors import RequestError
+
+
+@dataclass
+class Event:
+    """A run of anomalous rows. Rows are counted from 0 over the whole input."""
+
+    start_row: int
+    end_row: int
+    rows: int
+    peak_score: float
+    peak_row: int
+    residual_sum: float
+    start_time: pd.Timestamp | None = None
+    end_time: pd.Timestamp | None = None
+    peak_time: pd.Timestamp | None = None
+
+    @property
+    def direction(self) -> str:
+        """``above`` when the target was above its prediction on average, else ``below``."""
+        return "above" if self.residual_sum >= 0 else "below"
+
+    @property
+    def mean_residual(self) -> float:
+        return self.residual_sum / self.rows
+
+    def extend(self, other: Event) -> None:
+        self.end_row = other.end_row
+        self.end_time = other.end_time
+        self.rows += other.rows
+        self.residual_sum += other.residual_sum
+        if other.peak_score > self.peak_score:
+            self.peak_score = other.peak_score
+            self.peak_row = other.peak_row
+            self.peak_time = other.peak_time
+
+    def to_dict(self) -> dict:
+        return {
+            "start": _iso(self.start_time) if self.start_time is not None else self.start_row,
+            "end": _iso(self.end_time) if self.end_time is not None else self.end_row,
+            "start_row": self.start_row,
+            "end_row": self.end_row,
+            "rows": self.rows,
+            "peak_score": round(float(self.peak_score), 6),
+            "peak_row": self.peak_row,
+            "peak_time": _iso(self.peak_time) if self.peak_time is not None else None,
+            "direction": self.direction,
+            "mean_residual": round(float(self.mean_residual), 6),
+        }
+
+
+def _iso(time: pd.Timestamp) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ") if time.microsecond == 0 else time.isoformat()
+
+
+@dataclass
+class ChunkScores:
+    """Per-row results of one chunk, in the chunk's input order."""
+
+    residual: np.ndarray
+    score: np.ndarray
+    is_anomaly: np.ndarray
+
+
+@dataclass
+class Scorer:
+    """Score residuals chunk by chunk, carrying the window tail and the open event."""
+
+    config: ScoringConfig
+    events: list[Event] = field(default_factory=list)
+    _tail_values: np.ndarray = field(default_factory=lambda: np.empty(0))
+    _tail_times: np.ndarray | None = None
+    _open: Event | None = None
+    _last_time: pd.Timestamp | None = None
+    _rows_seen: int = 0
+
+    def score(
+        self,
+        actual: np.ndarray,
+        predicted: np.ndarray,
+        scorable: np.ndarray,
+        timestamps: pd.Series | None = None,
+    ) -> ChunkScores:
+        """Score one chunk. ``predicted`` is NaN where ``scorable`` is False."""
+        count = len(actual)
+        offset = self._rows_seen
+        self._rows_seen += count
+        residual = np.where(scorable, actual - predicted, np.nan)
+        score = np.full(count, np.nan)
+        is_anomaly = np.zeros(count, dtype=bool)
+
+        # Order the rows that take part: scored rows, by time when there are timestamps.
+        if timestamps is not None:
+            times = timestamps.to_numpy(dtype="datetime64[ns]")
+            with_time = ~np.isnat(times)
+            order = np.flatnonzero(with_time)
+            order = order[np.argsort(times[order], kind="stable")]
+            self._check_order(times[order], offset, order)
+            ordered_times = times[order]
+        else:
+            order = np.arange(count)
+            ordered_times = None
+        if len(order) == 0:
+            return ChunkScores(residual, score, is_anomaly)
+
+        ordered_abs = np.abs(residual[order])
+        ordered_score = self._rolling_mean(ordered_abs, ordered_times)
+        ordered_score[np.isnan(ordered_abs)] = np.nan
+        score[order] = ordered_score
+        ordered_anomaly = ordered_score > self.config.threshold
+        is_anomaly[order] = ordered_anomaly
+
+        self._find_events(order, ordered_score, ordered_anomaly, residual, ordered_times, offset)
+        return ChunkScores(residual, score, is_anomaly)
+
+    def finish(self) -> list[Event]:
+        """Close the open event and return every event that lasted the minimum duration."""
+        if self._open is not None:
+            self._close(self._open)
+            self._open = None
+        return self.events
+
+    # -- rolling window --------------------------------------------------------------------
+
+    def _rolling_mean(self, values: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+        window = self.config.window
+        tail = len(self._tail_values)
+        joined = np.concatenate([self._tail_values, values])
+        if window.is_time:
+            joined_times = np.concatenate([self._tail_times, times]) if tail else times
+            series = pd.Series(joined, index=pd.DatetimeIndex(joined_times))
+            means = series.rolling(window.time, min_periods=1).mean().to_numpy(copy=True)
+            keep = joined_times > joined_times[-1] - window.time.to_timedelta64()
+            self._tail_values = joined[keep]
+            self._tail_times = joined_times[keep]
+        else:
+            means = pd.Series(joined).rolling(window.rows, min_periods=1).mean().to_numpy(copy=True)
+            self._tail_values = (
+                joined[len(joined) - (window.rows - 1) :] if window.rows > 1 else joined[:0]
+            )
+        return means[tail:]
+
+    def _check_order(self, sorted_times: np.ndarray, offset: int, order: np.ndarray) -> None:
+        if len(sorted_times) == 0:
+            return
+        first = pd.Timestamp(sorted_times[0], tz="UTC")
+        if self._last_time is not None and first < self._last_time:
+            raise RequestError(
+                f"Timestamps go back in time at row {offset + int(order[0])}: {first} is earlier "
+                f"than rows already scored (up to {self._last_time}). Large files are scored in "
+                "chunks in file order, so sort the file by time first."
+            )
+        self._last_time = pd.Timestamp(sorted_times[-1], tz="UTC")
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _find_events(
+        self,
+        order: np.ndarray,
+        ordered_score: np.ndarray,
+        ordered_anomaly: np.ndarray,
+        residual: np.ndarray,
+        ordered_times: np.ndarray | None,
+        offset: int,
+    ) -> None:
+        # Rows that could not be scored neither break nor extend a run, so drop them here.
+        scored = ~np.isnan(ordered_score)
+        positions = order[scored]
+        flags = ordered_anomaly[scored]
+        scores = ordered_score[scored]
+        times = ordered_times[scored] if ordered_times is not None else None
+        if len(flags) == 0:
+            return
+
+        edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+        starts = np.flatnonzero(edges == 1)
+        ends = np.flatnonzero(edges == -1)  # exclusive
+
+        if self._open is not None and not flags[0]:
+            self._close(self._open)
+            self._open = None
+
+        for start, end in zip(starts, ends, strict=True):
+            peak = start + int(np.argmax(scores[start:end]))
+            run = Event(
+                start_row=offset + int(positions[start]),
+                end_row=offset + int(positions[end - 1]),
+                rows=int(end - start),
+                peak_score=float(scores[peak]),
+                peak_row=offset + int(positions[peak]),
+                residual_sum=float(np.sum(residual[positions[start:end]])),
+                start_time=_timestamp(times, start),
+                end_time=_timestamp(times, end - 1),
+                peak_time=_timestamp(times, peak),
+            )
+            if start == 0 and self._open is not None:
+                self._open.extend(run)
+                run = self._open
+                self._open = None
+            if end == len(flags):
+                self._open = run  # may continue in the next chunk
+            else:
+                self._close(run)
+
+    def _close(self, event: Event) -> None:
+        minimum = self.config.min_duration
+        if minimum.is_time:
+            lasts = event.end_time - event.start_time >= minimum.time
+        else:
+            lasts = event.rows >= minimum.rows
+        if lasts:
+            self.events.append(event)
+
+
+def _timestamp(times: np.ndarray | None, index: int) -> pd.Timestamp | None:
+    if times is None:
+        return None
+    return pd.Timestamp(times[index], tz="UTC")
+
+
+def score_all(
+    config: ScoringConfig,
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    scorable: np.ndarray,
+    timestamps: pd.Series | None = None,
+) -> tuple[ChunkScores, list[Event]]:
+    """Score one complete batch and return its per-row scores and its events."""
+    scorer = Scorer(config)
+    scores = scorer.score(actual, predicted, scorable, timestamps)
+    return scores, scorer.finish()
