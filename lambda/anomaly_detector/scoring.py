@@ -157,9 +157,7 @@ class Scorer:
             self._tail_times = joined_times[keep]
         else:
             means = pd.Series(joined).rolling(window.rows, min_periods=1).mean().to_numpy(copy=True)
-            self._tail_values = (
-                joined[len(joined) - (window.rows - 1) :] if window.rows > 1 else joined[:0]
-            )
+            self._tail_values = joined[max(len(joined) - (window.rows - 1), 0) :]
         return means[tail:]
 
     def _check_order(self, sorted_times: np.ndarray, offset: int, order: np.ndarray) -> None:

@@ -1,0 +1,246 @@
+"""Scoring on small case tables with answers worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_detector.config import ScoringConfig, Span
+from anomaly_detector.errors import ConfigurationError, RequestError
+from anomaly_detector.scoring import Scorer, score_all
+
+NAN = np.nan
+
+
+def config(window="1", min_duration="1", threshold=1.0, timestamps=False) -> ScoringConfig:
+    return ScoringConfig(
+        target="y",
+        inputs=("x",),
+        threshold=threshold,
+        timestamp_column="t" if timestamps else None,
+        window=Span.parse(window, "window"),
+        min_duration=Span.parse(min_duration, "min_duration"),
+    )
+
+
+def times(*minutes: float) -> pd.Series:
+    base = pd.Timestamp("2024-01-01T00:00:00Z")
+    return pd.Series([base + pd.Timedelta(minutes=m) for m in minutes], dtype="datetime64[ns, UTC]")
+
+
+def run(actual, predicted, cfg, timestamps=None):
+    actual = np.asarray(actual, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    scorable = ~np.isnan(actual) & ~np.isnan(predicted)
+    return score_all(cfg, actual, np.where(scorable, predicted, NAN), scorable, timestamps)
+
+
+@pytest.mark.parametrize(
+    ("window", "actual", "expected"),
+    [
+        ("1", [1, 3, 0], [1, 3, 0]),
+        ("2", [1, 3, 0], [1, 2, 1.5]),
+        ("3", [2, -4, 0], [2, 3, 2]),
+        # A window longer than the data averages what there is.
+        ("10", [1, 3, 2], [1, 2, 2]),
+        # An unscored row counts for nothing and has no score itself.
+        ("2", [1, NAN, 3], [1, NAN, 3]),
+        ("3", [1, NAN, 3], [1, NAN, 2]),
+    ],
+)
+def test_rolling_score_rows(window, actual, expected):
+    scores, _ = run(actual, np.zeros(len(actual)), config(window=window))
+
+    np.testing.assert_allclose(scores.score, expected, equal_nan=True)
+
+
+def test_residual_is_actual_minus_predicted():
+    scores, _ = run([5.0, 1.0], [2.0, 4.0], config())
+
+    np.testing.assert_allclose(scores.residual, [3.0, -3.0])
+
+
+def test_one_row():
+    scores, events = run([3.0], [0.0], config(window="5"))
+
+    assert scores.score.tolist() == [3.0]
+    assert scores.is_anomaly.tolist() == [True]
+    assert len(events) == 1
+    assert events[0].rows == 1
+
+
+def test_all_rows_unscored_gives_no_score_and_no_event():
+    scores, events = run([NAN, NAN], [1.0, 1.0], config())
+
+    assert np.isnan(scores.score).all()
+    assert not scores.is_anomaly.any()
+    assert events == []
+
+
+def test_threshold_is_strict():
+    scores, _ = run([1.0, 1.5], [0.0, 0.0], config(threshold=1.0))
+
+    assert scores.is_anomaly.tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("min_duration", "expected_runs"),
+    [("1", [(1, 2), (5, 7)]), ("2", [(1, 2), (5, 7)]), ("3", [(5, 7)]), ("4", [])],
+)
+def test_events_respect_min_duration_rows(min_duration, expected_runs):
+    actual = [0, 2, 2, 0, 0, 2, 2, 2, 0]
+
+    _, events = run(actual, np.zeros(9), config(min_duration=min_duration))
+
+    assert [(e.start_row, e.end_row) for e in events] == expected_runs
+
+
+def test_event_fields():
+    actual = [0, -2, -5, -3, 0]
+
+    _, events = run(actual, np.zeros(5), config())
+
+    event = events[0]
+    assert (event.start_row, event.end_row, event.rows) == (1, 3, 3)
+    assert event.peak_score == 5.0
+    assert event.peak_row == 2
+    assert event.direction == "below"
+    assert event.mean_residual == pytest.approx(-10 / 3)
+
+
+def test_event_direction_above():
+    _, events = run([0, 4, 3], [0, 0, 0], config())
+
+    assert events[0].direction == "above"
+
+
+def test_unscored_row_inside_run_neither_breaks_nor_extends_it():
+    _, events = run([2, NAN, 2, 0], np.zeros(4), config())
+
+    assert len(events) == 1
+    assert (events[0].start_row, events[0].end_row, events[0].rows) == (0, 2, 2)
+
+
+def test_time_window_follows_timestamps_across_gaps():
+    # Rows at minutes 0, 1, 2 and then 10: with a 2-minute window, the row at minute 10
+    # stands alone because the gap leaves nothing else in its window.
+    cfg = config(window="2min", timestamps=True)
+
+    scores, _ = run([2, 4, 6, 10], np.zeros(4), cfg, times(0, 1, 2, 10))
+
+    np.testing.assert_allclose(scores.score, [2, 3, 5, 10])
+
+
+def test_unsorted_timestamps_are_scored_in_time_order_and_returned_in_input_order():
+    cfg = config(window="2", timestamps=True)
+    # Input order: minutes 2, 0, 1. In time order the residuals are 1, 3, 5.
+    scores, _ = run([5, 1, 3], np.zeros(3), cfg, times(2, 0, 1))
+
+    np.testing.assert_allclose(scores.score, [4, 1, 2])
+
+
+def test_repeated_timestamps_keep_input_order():
+    cfg = config(window="2", timestamps=True)
+
+    scores, _ = run([1, 3, 5], np.zeros(3), cfg, times(0, 0, 0))
+
+    np.testing.assert_allclose(scores.score, [1, 2, 4])
+
+
+def test_rows_without_timestamp_are_not_scored():
+    cfg = config(window="2", timestamps=True)
+    stamps = times(0, 1, 2)
+    stamps[1] = pd.NaT
+
+    scores, _ = run([1, 3, 5], np.zeros(3), cfg, stamps)
+
+    np.testing.assert_allclose(scores.score, [1, NAN, 3], equal_nan=True)
+
+
+def test_events_carry_times_and_min_duration_in_time():
+    cfg = config(min_duration="2min", timestamps=True)
+    # Anomalous runs: minutes 1-2 (lasts 1 min) and minutes 5-7 (lasts 2 min).
+    actual = [0, 2, 2, 0, 0, 2, 2, 2, 0]
+
+    _, events = run(actual, np.zeros(9), cfg, times(*range(9)))
+
+    assert len(events) == 1
+    assert events[0].to_dict()["start"] == "2024-01-01T00:05:00Z"
+    assert events[0].to_dict()["end"] == "2024-01-01T00:07:00Z"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 50])
+@pytest.mark.parametrize("window", ["1", "4", "3min"])
+def test_chunked_scoring_equals_whole(chunk, window):
+    rng = np.random.default_rng(7)
+    count = 50
+    actual = rng.normal(0, 1, count)
+    actual[[5, 17]] = NAN
+    actual[20:30] += 4  # an event that spans chunk borders
+    predicted = np.zeros(count)
+    scorable = ~np.isnan(actual)
+    stamps = times(*np.cumsum(rng.choice([1, 1, 1, 2], count)))
+    cfg = config(window=window, min_duration="3", threshold=1.5, timestamps=True)
+
+    whole, whole_events = score_all(cfg, actual, predicted, scorable, stamps)
+    scorer = Scorer(cfg)
+    parts = []
+    for start in range(0, count, chunk):
+        part = slice(start, start + chunk)
+        parts.append(
+            scorer.score(
+                actual[part], predicted[part], scorable[part], stamps[part].reset_index(drop=True)
+            )
+        )
+    chunked_events = scorer.finish()
+
+    np.testing.assert_allclose(
+        np.concatenate([p.score for p in parts]), whole.score, equal_nan=True
+    )
+    assert [e.to_dict() for e in chunked_events] == [e.to_dict() for e in whole_events]
+
+
+def test_chunks_going_back_in_time_are_rejected():
+    cfg = config(timestamps=True)
+    scorer = Scorer(cfg)
+    scorer.score(np.ones(2), np.zeros(2), np.ones(2, bool), times(5, 6))
+
+    with pytest.raises(RequestError, match="sort the file by time"):
+        scorer.score(np.ones(2), np.zeros(2), np.ones(2, bool), times(1, 2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threshold": 0.0}, "greater than 0"),
+        ({"threshold": float("nan")}, "finite"),
+        ({"inputs": ("x", "y")}, "also listed as an input"),
+        ({"inputs": ()}, "At least one input"),
+        ({"window": Span(time=pd.Timedelta("5min"))}, "timestamp column is required"),
+        ({"timezone": "Mars/Olympus"}, "Unknown time zone"),
+    ],
+)
+def test_scoring_config_rejects(kwargs, message):
+    base = {"target": "y", "inputs": ("x",), "threshold": 1.0}
+
+    with pytest.raises(ConfigurationError, match=message):
+        ScoringConfig(**{**base, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("text", "rows", "minutes"),
+    [("5", 5, None), ("5min", None, 5), ("90s", None, 1.5), ("1h", None, 60)],
+)
+def test_span_parse(text, rows, minutes):
+    span = Span.parse(text, "WINDOW")
+
+    assert span.rows == rows
+    if minutes is not None:
+        assert span.time == pd.Timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "soon", "0min", ""])
+def test_span_parse_rejects(text):
+    with pytest.raises(ConfigurationError, match="WINDOW"):
+        Span.parse(text, "WINDOW")
