@@ -100,31 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="SageMaker endpoint name (needs --target, --inputs and --threshold; "
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME points it at a local server)",
     )
-    detect.add_argument("--target", help="target column (endpoint mode)")
-    detect.add_argument(
-        "--inputs",
-        nargs="+",
-        metavar="COL",
-        help="input columns in the model's training order (endpoint mode)",
-    )
-    detect.add_argument("--timestamp", metavar="COL", help="timestamp column")
-    detect.add_argument("--timezone", help="IANA time zone of timestamps without an offset")
+    _add_scoring_options(detect)
     detect.add_argument("--rows", metavar="START:END", help="score these data rows only, e.g. 400:")
-    detect.add_argument(
-        "--threshold",
-        type=float,
-        metavar="X",
-        help="score above which a row is anomalous, in the target's unit "
-        "(default: the model card's, 2 x validation RMSE)",
-    )
-    detect.add_argument(
-        "--window", metavar="W", help="rolling-mean window: rows (5) or a time span (5min, 30s)"
-    )
-    detect.add_argument(
-        "--min-duration",
-        metavar="D",
-        help="shortest anomalous run reported as an event: rows or a time span",
-    )
     detect.add_argument(
         "--chunk-rows",
         type=int,
@@ -142,6 +119,52 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     detect.add_argument("--out", required=True, type=Path, help="output directory")
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the API locally on 127.0.0.1",
+        description="Serve POST /detect as the deployed API does, through the same Lambda "
+        "handler. With --model-dir, a local endpoint that speaks the SageMaker Runtime "
+        "protocol serves the model, and the handler reaches it through "
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME; with --endpoint, the handler calls that "
+        "SageMaker endpoint with your AWS credentials. Stop with Ctrl+C or SIGTERM.",
+    )
+    serve_source = serve.add_mutually_exclusive_group(required=True)
+    serve_source.add_argument("--model-dir", type=Path, help="local model directory from train")
+    serve_source.add_argument(
+        "--endpoint",
+        metavar="NAME",
+        help="SageMaker endpoint name (needs --target, --inputs, --threshold)",
+    )
+    _add_scoring_options(serve)
+    serve.add_argument(
+        "--port", type=int, default=8080, help="API port (default 8080; 0 = any free)"
+    )
+    serve.add_argument(
+        "--endpoint-port",
+        type=int,
+        default=0,
+        help="port of the local model endpoint (default 0: any free port)",
+    )
+    serve.add_argument("--asset-id", help="asset name for metric dimensions and warnings")
+    serve.add_argument(
+        "--metrics",
+        choices=["off", "emf", "cloudwatch"],
+        default="off",
+        help="off (default), emf (metric log lines on stdout) or cloudwatch (PutMetricData; "
+        "AWS_ENDPOINT_URL_CLOUDWATCH points it at a local server)",
+    )
+    serve.add_argument(
+        "--topic-arn",
+        help="SNS topic for warnings (AWS_ENDPOINT_URL_SNS points it at a local server)",
+    )
+    serve.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=5_500_000,
+        metavar="B",
+        help="largest accepted request body in bytes (default 5500000)",
+    )
+
     evaluate = commands.add_parser(
         "evaluate",
         help="compare is_anomaly in a scored file with labels",
@@ -158,10 +181,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", help="target column (endpoint mode)")
+    parser.add_argument(
+        "--inputs",
+        nargs="+",
+        metavar="COL",
+        help="input columns in the model's training order (endpoint mode)",
+    )
+    parser.add_argument("--timestamp", metavar="COL", help="timestamp column")
+    parser.add_argument("--timezone", help="IANA time zone of timestamps without an offset")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        metavar="X",
+        help="score above which a row is anomalous, in the target's unit "
+        "(default: the model card's, 2 x validation RMSE)",
+    )
+    parser.add_argument(
+        "--window", metavar="W", help="rolling-mean window: rows (5) or a time span (5min, 30s)"
+    )
+    parser.add_argument(
+        "--min-duration",
+        metavar="D",
+        help="shortest anomalous run reported as an event: rows or a time span",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit code (2 for bad input)."""
     args = build_parser().parse_args(argv)
-    commands = {"train": run_train, "detect": run_detect, "evaluate": run_evaluate}
+    commands = {
+        "train": run_train,
+        "detect": run_detect,
+        "serve": run_serve,
+        "evaluate": run_evaluate,
+    }
     try:
         return commands[args.command](args)
     except DetectorError as error:
@@ -228,7 +283,7 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detect_setup(args: argparse.Namespace):
+def _detect_setup(args: argparse.Namespace, build_client: bool = True):
     if args.model_dir is not None:
         from .local_model import LocalModel
 
@@ -268,8 +323,61 @@ def _detect_setup(args: argparse.Namespace):
         window=Span.parse(args.window or "5", "--window"),
         min_duration=Span.parse(args.min_duration or "1", "--min-duration"),
     )
+    if not build_client:
+        return config, None
     client = boto3.client("sagemaker-runtime", config=runtime_client_config(20.0))
     return config, SageMakerPredictor(client, args.endpoint, args.max_payload_bytes)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+
+    from .config import ServiceConfig
+    from .handler import DetectionService
+    from .local_server import ApiServer, ModelEndpointServer, logger, start_in_thread
+
+    scoring, model = _detect_setup(args, build_client=False)
+    endpoint_name = args.endpoint or "local-model"
+    endpoint = None
+    if model is not None:
+        endpoint = ModelEndpointServer(model, endpoint_name, port=args.endpoint_port)
+        # The handler's boto3 client reaches the local endpoint through the standard
+        # override; local credentials keep boto3 from searching anywhere else for them.
+        os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint.url
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    config = ServiceConfig(
+        scoring=scoring,
+        endpoint_name=endpoint_name,
+        asset_id=args.asset_id,
+        metrics_mode=args.metrics,
+        topic_arn=args.topic_arn,
+        max_request_bytes=args.max_request_bytes,
+    )
+    api = ApiServer(DetectionService(config), port=args.port)
+    servers = [s for s in (endpoint, api) if s is not None]
+    for server in servers:
+        start_in_thread(server)
+
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    url = f"http://127.0.0.1:{api.server_address[1]}"
+    print(f"API on {url}: POST {url}/detect, GET {url}/openapi.json", flush=True)
+    if endpoint is not None:
+        print(f"local model endpoint {endpoint_name!r} on {endpoint.url}", flush=True)
+    print("stop with Ctrl+C", flush=True)
+    logger.info("local API started", extra={"port": api.server_address[1]})
+    stop.wait()
+    for server in reversed(servers):
+        server.shutdown()
+        server.server_close()
+    logger.info("local API stopped")
+    return 0
 
 
 def _count_data_rows(path: Path) -> int | None:
