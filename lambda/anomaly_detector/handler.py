@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+import traceback
 import zlib
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import ServiceConfig
 from .errors import (
@@ -71,10 +73,25 @@ class DetectionService:
         started = time.monotonic()
         request_id = getattr(context, "aws_request_id", None) or _request_id(event)
         try:
-            result = self._detect(event, context)
+            result = self._detect(event, context, request_id)
         except DetectorError as error:
             _log_error(error, request_id)
             return error_response(error)
+        except Exception as error:
+            # A defect, not a request problem: answer with the fixed 500 body. The log keeps
+            # the exception type and the stack frames but not the message, which may quote
+            # request values.
+            logger.error(
+                "request failed unexpectedly",
+                extra={
+                    "request_id": request_id,
+                    "error_type": type(error).__name__,
+                    "stack": traceback.format_tb(error.__traceback__),
+                },
+            )
+            return error_response(
+                DetectorError("The service failed unexpectedly; the request id is in its log.")
+            )
         logger.info(
             "request scored",
             extra={
@@ -88,9 +105,11 @@ class DetectionService:
         )
         return result["response"]
 
-    def _detect(self, event: dict, context: Any) -> dict:
+    def _detect(self, event: dict, context: Any, request_id: str | None) -> dict:
         # check: the route and the method
-        path = event.get("resource") or event.get("path") or ""
+        # Match the request path, not the resource template, because behind a greedy
+        # /{proxy+} resource the template never ends in /detect.
+        path = event.get("path") or event.get("resource") or ""
         if not path.rstrip("/").endswith("/detect"):
             raise NotFoundError(f"No route {path!r}. POST rows to /detect.")
         if (event.get("httpMethod") or "").upper() != "POST":
@@ -122,10 +141,8 @@ class DetectionService:
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
 
-        # publish, then answer
-        self.metrics.publish(summary_dict)
-        if events and self.sns is not None and self.config.topic_arn:
-            publish_warning(self.sns, self.config, summary_dict, events)
+        # publish, then answer: a failed publish is logged but does not void the scores
+        self._publish(summary_dict, events, request_id)
         if rows_choice == "anomalous":
             rows = rows[rows["is_anomaly"]]
         elif rows_choice == "none":
@@ -146,6 +163,23 @@ class DetectionService:
                 "the anomalous rows (events and summary always cover every row)."
             )
         return {"summary": summary_dict, "response": _response(200, body_text)}
+
+    def _publish(self, summary: dict, events: list[dict], request_id: str | None) -> None:
+        try:
+            self.metrics.publish(summary)
+        except (ClientError, BotoCoreError) as error:
+            logger.error("metrics not published", extra=_aws_error_fields(error, request_id))
+        if not (events and self.sns is not None and self.config.topic_arn):
+            return
+        try:
+            message_id = publish_warning(self.sns, self.config, summary, events)
+        except (ClientError, BotoCoreError) as error:
+            logger.error("warning not published", extra=_aws_error_fields(error, request_id))
+            return
+        logger.info(
+            "warning published",
+            extra={"request_id": request_id, "message_id": message_id, "events": len(events)},
+        )
 
     def _body(self, event: dict, headers: dict[str, str]) -> bytes:
         raw = event.get("body")
@@ -181,19 +215,28 @@ class DetectionService:
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        data = decompressor.decompress(body, limit + 1)
-    except zlib.error as error:
-        raise RequestError("The body is marked gzip but is not valid gzip data.") from error
-    if len(data) > limit or decompressor.unconsumed_tail:
-        raise PayloadTooLargeError(
-            f"The gzip body expands to more than the {limit}-byte limit. Split the rows over "
-            "several requests."
-        )
-    if not decompressor.eof:
-        raise RequestError("The gzip body is truncated.")
-    return data
+    # A gzip body may hold several members one after another (RFC 1952), as concatenated
+    # .gz files do. Each member is decompressed in turn, and all share the one size limit.
+    parts: list[bytes] = []
+    size = 0
+    remaining = body
+    while remaining:
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            data = decompressor.decompress(remaining, limit - size + 1)
+        except zlib.error as error:
+            raise RequestError("The body is marked gzip but is not valid gzip data.") from error
+        size += len(data)
+        if size > limit or decompressor.unconsumed_tail:
+            raise PayloadTooLargeError(
+                f"The gzip body expands to more than the {limit}-byte limit. Split the rows "
+                "over several requests."
+            )
+        if not decompressor.eof:
+            raise RequestError("The gzip body is truncated.")
+        parts.append(data)
+        remaining = decompressor.unused_data
+    return b"".join(parts)
 
 
 def _known_text_columns(scoring) -> list[str]:
@@ -210,19 +253,32 @@ def _request_id(event: dict) -> str | None:
     return (event.get("requestContext") or {}).get("requestId")
 
 
+def _aws_error_fields(error: Exception, request_id: str | None) -> dict:
+    code = None
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code")
+    return {"request_id": request_id, "error_type": type(error).__name__, "error_code": code}
+
+
 def _log_error(error: DetectorError, request_id: str | None) -> None:
     fields = {"request_id": request_id, "error_code": error.code, "status": error.status}
     if error.status >= 500:
-        # The message may name the endpoint but never request values; the cause is logged too.
-        logger.exception("request failed", extra={**fields, "error": error.message})
+        # Our messages name the endpoint but never request values. The cause is logged by
+        # type and AWS error code only, because a model's own message may quote inputs.
+        cause = error.__cause__
+        if cause is not None:
+            fields.update(cause_type=type(cause).__name__)
+            if isinstance(cause, ClientError):
+                fields.update(cause_code=cause.response.get("Error", {}).get("Code"))
+        logger.error("request failed", extra={**fields, "error": error.message})
     else:
         logger.warning("request rejected", extra=fields)
 
 
-def _response(status: int, body: str) -> dict:
+def _response(status: int, body: str, headers: dict[str, str] | None = None) -> dict:
     return {
         "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", **(headers or {})},
         "body": body,
         "isBase64Encoded": False,
     }

@@ -16,6 +16,9 @@ from aws_lambda_powertools.metrics import Metrics, MetricUnit
 from .config import ServiceConfig
 
 SUBJECT_LIMIT = 99  # SNS subjects are at most 100 ASCII characters
+# SNS rejects messages over 256 KiB. The body lists at most this many events, each line
+# about 200 bytes, and counts the rest.
+MAX_LISTED_EVENTS = 50
 
 
 def request_metrics(summary: dict) -> dict[str, tuple[float, str]]:
@@ -54,10 +57,12 @@ class MetricsPublisher:
         if self.config.metrics_mode == "off" or not values:
             return
         if self.emf is not None:
+            # Powertools keeps metrics on the class; start clean in case a publish failed.
+            self.emf.clear_metrics()
             if self.config.asset_id:
                 self.emf.add_dimension(name="asset", value=self.config.asset_id)
             for name, (value, unit) in values.items():
-                self.emf.add_metric(name=name, unit=getattr(MetricUnit, unit), value=value)
+                self.emf.add_metric(name=name, unit=MetricUnit(unit), value=value)
             self.emf.flush_metrics()
             return
         dimensions = [{"Name": k, "Value": v} for k, v in metric_dimensions(self.config).items()]
@@ -85,11 +90,15 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
         f"Rows scored: {summary['scored_rows']} of {summary['rows']}",
         "",
     ]
-    for number, event in enumerate(events, start=1):
+    for number, event in enumerate(events[:MAX_LISTED_EVENTS], start=1):
         lines.append(
             f"Event {number}: {event['start']} to {event['end']}, {event['rows']} rows, "
             f"peak score {event['peak_score']:.4g}, target {event['direction']} prediction "
             f"(mean residual {event['mean_residual']:+.4g})"
+        )
+    if len(events) > MAX_LISTED_EVENTS:
+        lines.append(
+            f"... and {len(events) - MAX_LISTED_EVENTS} more events, listed in the API response."
         )
     return subject, "\n".join(lines)
 
