@@ -7,6 +7,7 @@ import io
 import json
 import math
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,14 @@ def to_csv_lines(inputs: pd.DataFrame) -> list[bytes]:
 
 
 def split_payloads(lines: list[bytes], max_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """Group lines into bodies of at most ``max_bytes``; yield (first row, body)."""
-    start = 0
+    """Group lines into bodies of at most ``max_bytes``; yield (first row, body).
+
+    Bodies are filled in row order. When the last body would hold a single row, the body
+    before it gives up its last row if both bodies still fit. A one-line CSV response is read
+    as comma-separated predictions, so an endpoint that adds fields to each line (a label, for
+    example) answers a one-row request with a count that does not match.
+    """
+    starts: list[int] = []
     size = 0
     for index, line in enumerate(lines):
         if len(line) > max_bytes:
@@ -34,12 +41,19 @@ def split_payloads(lines: list[bytes], max_bytes: int) -> Iterator[tuple[int, by
                 f"Row {index} alone is {len(line)} bytes, more than the {max_bytes}-byte "
                 "endpoint request limit."
             )
-        if size + len(line) > max_bytes:
-            yield start, b"".join(lines[start:index])
-            start, size = index, 0
+        if not starts or size + len(line) > max_bytes:
+            starts.append(index)
+            size = 0
         size += len(line)
-    if start < len(lines):
-        yield start, b"".join(lines[start:])
+
+    # avoid a one-row last body when the body before it has rows to spare
+    if len(starts) >= 2 and len(lines) - starts[-1] == 1:
+        spare = starts[-1] - starts[-2] >= 3
+        if spare and len(lines[-2]) + len(lines[-1]) <= max_bytes:
+            starts[-1] -= 1
+
+    for start, end in pairwise([*starts, len(lines)]):
+        yield start, b"".join(lines[start:end])
 
 
 def parse_predictions(body: bytes, content_type: str | None, expected: int) -> np.ndarray:
@@ -50,7 +64,12 @@ def parse_predictions(body: bytes, content_type: str | None, expected: int) -> n
     with ``score``, ``predicted_score`` or ``predicted_label``. A count that differs from
     ``expected`` or a value that is not a finite number raises ``EndpointError``.
     """
-    text = body.decode("utf-8", errors="strict").strip() if body else ""
+    try:
+        text = body.decode("utf-8", errors="strict").strip() if body else ""
+    except UnicodeDecodeError as error:
+        raise EndpointError(
+            f"The endpoint response is not valid UTF-8 (byte {error.start})."
+        ) from error
     if not text:
         raise EndpointError("The endpoint returned an empty response.")
     kind = (content_type or "").split(";", 1)[0].strip().lower()
@@ -104,7 +123,12 @@ def _json_lines(text: str) -> list[Any]:
 def _csv_items(text: str) -> list[str]:
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) == 1:
-        return [field for field in next(csv.reader(io.StringIO(lines[0]))) if field.strip()]
+        fields = next(csv.reader(io.StringIO(lines[0])))
+        # Drop only a trailing delimiter's empty field. An empty field between values stays
+        # and fails as "not a number", so that no prediction moves to another row.
+        if len(fields) > 1 and not fields[-1].strip():
+            fields = fields[:-1]
+        return fields
     # One prediction per line; a line may carry extra fields (e.g. a label), take the first.
     return [next(csv.reader([line]))[0] for line in lines]
 

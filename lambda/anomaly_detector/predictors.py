@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +35,7 @@ from .errors import (
 
 CONNECT_TIMEOUT_SECONDS = 2
 # Standard retry mode backs off exponentially with jitter on throttling and transient errors.
+# The count includes the first attempt.
 RETRY_ATTEMPTS = 3
 _UNAVAILABLE_CODES = {
     "ThrottlingException",
@@ -44,6 +47,10 @@ _UNAVAILABLE_CODES = {
 }
 
 
+# Endpoint calls run here when a deadline applies, so the caller can stop waiting in time.
+_CALLERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="endpoint-call")
+
+
 class Predictor(Protocol):
     def predict(self, inputs: pd.DataFrame) -> np.ndarray:
         """Return one float prediction per row of ``inputs`` (columns in training order)."""
@@ -51,11 +58,19 @@ class Predictor(Protocol):
 
 
 def runtime_client_config(read_timeout: float) -> Config:
-    """Build the botocore configuration: timeouts that fit API Gateway's 29 s, standard retries."""
+    """Build the botocore configuration: connect and read timeouts, standard retries.
+
+    ``read_timeout`` is the socket read timeout in seconds, the longest wait for the next
+    bytes of a response. The connect timeout is ``CONNECT_TIMEOUT_SECONDS``.
+    """
+    # botocore retries a read timeout too, so one call may wait RETRY_ATTEMPTS x (connect +
+    # read timeout), longer than API Gateway's 29 s. SageMakerPredictor therefore waits for
+    # each call only until its deadline and answers 504 then.
     return Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         read_timeout=read_timeout,
-        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
+        # botocore's "max_attempts" counts only retries, but "total_max_attempts" counts all.
+        retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
     )
 
 
@@ -63,8 +78,9 @@ class SageMakerPredictor:
     """Call a SageMaker real-time endpoint with CSV rows and parse its predictions.
 
     Rows are sent in bodies of at most ``max_payload_bytes`` (the endpoint accepts 6 MB).
-    ``deadline`` returns the seconds left for the whole request; no new call starts when
-    less than ``min_seconds_per_call`` remain, so the API answers 504 rather than timing out.
+    ``deadline`` returns the seconds left for the whole request. No call starts when less
+    than ``min_seconds_per_call`` remain, and no call is waited for past the deadline (it
+    runs in a worker thread), so the API answers 504 rather than timing out.
     """
 
     def __init__(
@@ -100,13 +116,17 @@ class SageMakerPredictor:
             )
         started = time.monotonic()
         try:
-            response = self.client.invoke_endpoint(
-                EndpointName=self.endpoint_name,
-                ContentType="text/csv",
-                Accept="application/json",
-                Body=body,
-            )
-            payload = response["Body"].read()
+            if self.deadline is None:
+                payload, content_type = self._call(body)
+            else:
+                future = _CALLERS.submit(self._call, body)
+                payload, content_type = future.result(timeout=self.deadline())
+        except FutureTimeoutError as error:
+            raise EndpointTimeoutError(
+                f"The endpoint {self.endpoint_name!r} did not answer within the time the API "
+                f"allows ({time.monotonic() - started:.1f} s). Send fewer rows per request, or "
+                "check the endpoint's latency."
+            ) from error
         except ClientError as error:
             raise self._client_error(error) from error
         except (ReadTimeoutError, ConnectTimeoutError) as error:
@@ -123,7 +143,16 @@ class SageMakerPredictor:
             raise EndpointError(f"Calling the endpoint failed: {type(error).__name__}.") from error
         finally:
             self.calls += 1
-        return parse_predictions(payload, response.get("ContentType"), rows)
+        return parse_predictions(payload, content_type, rows)
+
+    def _call(self, body: bytes) -> tuple[bytes, str | None]:
+        response = self.client.invoke_endpoint(
+            EndpointName=self.endpoint_name,
+            ContentType="text/csv",
+            Accept="application/json",
+            Body=body,
+        )
+        return response["Body"].read(), response.get("ContentType")
 
     def _client_error(self, error: ClientError) -> Exception:
         code = error.response.get("Error", {}).get("Code", "")

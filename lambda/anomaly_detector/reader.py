@@ -1,9 +1,10 @@
 """Read request bytes (CSV or JSON) into a data frame with one row per data row.
 
-CSV: header row required; ``,``, ``;`` or tab delimiter (detected from the header); UTF-8
-with or without a byte-order mark, or UTF-16 with a byte-order mark; LF, CRLF or CR line
-endings; blank lines skipped; quoted fields may contain delimiters and line breaks. A first
-column with an empty name (the index a pandas export writes) is dropped.
+CSV: a header row is required, and every data row has as many fields as the header. The
+delimiter is ``,``, ``;`` or tab, detected from the header. The encoding is UTF-8 with or
+without a byte-order mark, or UTF-16 with a byte-order mark. Line endings may be LF, CRLF or
+CR, and blank lines are skipped. Quoted fields may contain delimiters and line breaks. A
+first column with an empty name (the index a pandas export writes) is dropped.
 
 JSON: a list of records (objects of column name to scalar value) or ``{"records": [...]}``.
 """
@@ -29,8 +30,10 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 def decode_text(body: bytes) -> str:
     """Decode request bytes as UTF-8 (byte-order mark optional) or BOM-marked UTF-16."""
+    skipped = 0
     if body.startswith(_UTF8_BOM):
         body = body[len(_UTF8_BOM) :]
+        skipped = len(_UTF8_BOM)
     elif body.startswith(_UTF16_BOMS):
         try:
             return body.decode("utf-16")
@@ -43,8 +46,8 @@ def decode_text(body: bytes) -> str:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RequestError(
-            f"The body is not valid UTF-8 (first invalid byte at offset {error.start}). "
-            "Save or export the file as UTF-8."
+            "The body is not valid UTF-8 (first invalid byte at offset "
+            f"{error.start + skipped}). Save or export the file as UTF-8."
         ) from error
     if "\x00" in text:
         raise RequestError(
@@ -77,7 +80,8 @@ def read_request(
 
 def sniff_header(text: str) -> tuple[str, list[str]]:
     """Find the delimiter and the column names from the first non-blank line."""
-    for line in io.StringIO(text):
+    # newline=None splits on CR-only line endings too, as pandas does.
+    for line in io.StringIO(text, newline=None):
         if line.strip():
             header_line = line
             break
@@ -101,6 +105,7 @@ def read_csv_text(text: str, text_columns: Iterable[str] = ()) -> pd.DataFrame:
     delimiter, names = sniff_header(text)
     drop_index = len(names) > 1 and names[0].strip() == ""
     check_column_names(names[1:] if drop_index else names)
+    check_field_counts(text, delimiter, len(names))
 
     text_columns = set(text_columns)
     dtype = {name: "string" for name in names if name in text_columns}
@@ -118,8 +123,9 @@ def read_csv_text(text: str, text_columns: Iterable[str] = ()) -> pd.DataFrame:
         raise EmptyRequestError("The CSV body has no header row.") from error
     except (pd.errors.ParserError, ValueError) as error:
         raise RequestError(
-            f"The CSV body cannot be parsed: {error}. Check that every row has as many "
-            f"fields as the header and that quotes are balanced (delimiter {delimiter!r})."
+            f"The CSV body cannot be parsed: {str(error).strip()}. Check that every row has "
+            "as many fields as the header and that quotes are balanced "
+            f"(delimiter {delimiter!r})."
         ) from error
 
     if drop_index:
@@ -148,6 +154,33 @@ def check_column_names(names: list[str]) -> None:
                 f"and {position + 1}). Rename one of them."
             )
         seen[name] = position
+
+
+def check_field_counts(text: str, delimiter: str, expected: int) -> None:
+    """Reject a data row whose field count differs from the header's.
+
+    pandas pads a short row with missing values. When the first data row has one field more
+    than the header, pandas makes the first field the index and shifts every value one column
+    to the left without a warning. Neither is what the sender meant, so both are rejected.
+    """
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        for row in rows:
+            # Blank and whitespace-only lines are skipped, as pandas skips them.
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != expected:
+                fields = "field" if len(row) == 1 else "fields"
+                raise RequestError(
+                    f"Line {rows.line_num} of the CSV body has {len(row)} {fields}, but the "
+                    f"header has {expected}. Give every row one field per header column "
+                    f"(delimiter {delimiter!r}), and quote fields that contain the delimiter."
+                )
+    except csv.Error as error:
+        raise RequestError(
+            f"The CSV body cannot be parsed at line {rows.line_num}: {error}. Check that "
+            "quotes are balanced and that a quoted field is followed by a delimiter."
+        ) from error
 
 
 def read_json_text(text: str) -> pd.DataFrame:

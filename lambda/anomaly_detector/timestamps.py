@@ -6,8 +6,9 @@ import pandas as pd
 
 from .errors import InvalidValueError
 
-# An explicit UTC offset or Z at the end of an ISO 8601 time.
-_OFFSET_PATTERN = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+# An explicit UTC offset or Z at the end of an ISO 8601 time. The offset must follow a time
+# of day, so the day of a date-only value such as 2024-05-01 is not taken for an offset.
+_OFFSET_PATTERN = r"[Tt ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)? ?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 MAX_REPORTED_ROWS = 5
 
 
@@ -29,7 +30,9 @@ def parse_timestamps(values: pd.Series, column: str, timezone: str = "UTC") -> p
     naive = present & ~has_offset
 
     if aware.any():
-        result[aware] = pd.to_datetime(text[aware], utc=True, format="ISO8601", errors="coerce")
+        # pandas 3.1 parses only an upper-case Z, so a lower-case z is upper-cased first.
+        upper = text[aware].str.upper()
+        result[aware] = pd.to_datetime(upper, utc=True, format="ISO8601", errors="coerce")
     if naive.any():
         local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
         result[naive] = _localize(local, column, timezone)
