@@ -1,0 +1,1 @@
+"""CDK infrastructure of the anomaly-detection service: one construct per concern."""
