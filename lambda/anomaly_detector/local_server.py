@@ -32,6 +32,8 @@ logger = Logger(service="anomaly-detector-local")
 LOOPBACK = "127.0.0.1"
 # API Gateway REST APIs accept request bodies of at most 10 MB.
 API_GATEWAY_BODY_LIMIT = 10 * 1024 * 1024
+# Max bytes of a rejected body that are read and discarded before the error response.
+_DISCARD_LIMIT = 64 * 1024 * 1024
 _TEXT_TYPES = ("text/", "application/json", "application/csv")
 
 
@@ -81,6 +83,7 @@ class _QuietHandler(BaseHTTPRequestHandler):
             return None
         if length > limit:
             self.close_connection = True
+            self._discard_body(length)
             self._error(
                 413,
                 "payload_too_large",
@@ -89,6 +92,17 @@ class _QuietHandler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
+    def _discard_body(self, length: int) -> None:
+        # A client that is still sending when the server responds and closes the connection
+        # gets a connection reset instead of the response, so the body is read first.
+        # NOTE: a body over _DISCARD_LIMIT is left unread, so its client may still see a reset.
+        remaining = min(length, _DISCARD_LIMIT)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
 
 class ApiRequestHandler(_QuietHandler):
     """HTTP front of the Lambda handler: the routes and responses of the deployed API."""
@@ -96,20 +110,25 @@ class ApiRequestHandler(_QuietHandler):
     server: ApiServer
 
     def do_GET(self) -> None:  # noqa: N802
+        # A GET may carry a body too. It is read first, because unread bytes on a kept-alive
+        # connection would be parsed as the next request.
+        body = self._read_body(API_GATEWAY_BODY_LIMIT)
+        if body is None:
+            return
         path = urlsplit(self.path).path
         if path == "/openapi.json":
             self._send(200, openapi_document())
         elif path == "/health":
             self._send(200, b'{"status":"ok"}')
         else:
-            self._proxy(b"")
+            self._proxy(body)
 
     def do_POST(self) -> None:  # noqa: N802
         body = self._read_body(API_GATEWAY_BODY_LIMIT)
         if body is not None:
             self._proxy(body)
 
-    do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # noqa: N815
 
     def _proxy(self, body: bytes) -> None:
         event = self.proxy_event(body)
@@ -202,6 +221,11 @@ class EndpointRequestHandler(_QuietHandler):
             self._model_error(404, "Unknown route; POST to /endpoints/{name}/invocations.")
 
     def do_POST(self) -> None:  # noqa: N802
+        # The body is read before any response is sent, so that an error response leaves no
+        # unread bytes on a kept-alive connection.
+        body = self._read_body(6_000_000)
+        if body is None:
+            return
         parts = urlsplit(self.path).path.strip("/").split("/")
         if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
             self._model_error(404, "Unknown route; POST to /endpoints/{name}/invocations.")
@@ -210,9 +234,6 @@ class EndpointRequestHandler(_QuietHandler):
             self._aws_error(
                 400, "ValidationError", f"Endpoint {parts[1]} of account 000000000000 not found."
             )
-            return
-        body = self._read_body(6_000_000)
-        if body is None:
             return
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "text/csv":
             self._model_error(415, "This endpoint accepts text/csv only.")
