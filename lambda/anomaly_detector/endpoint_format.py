@@ -20,9 +20,13 @@ _VALUE_KEYS = ("score", "predicted_score", "predicted_label", "prediction", "pre
 
 
 def to_csv_lines(inputs: pd.DataFrame) -> list[bytes]:
-    """Render rows as CSV lines without header or index, each ending in ``\\n``."""
-    text = inputs.to_csv(header=False, index=False, lineterminator="\n")
-    return [line.encode() + b"\n" for line in text[:-1].split("\n")] if text else []
+    """Render rows as CSV lines without header or index, each ending in ``\\n``.
+
+    Values are written with Python's shortest round-trip ``repr`` of each float, the same
+    text ``DataFrame.to_csv`` writes, at about a third of its cost.
+    """
+    columns = [map(repr, inputs[name].to_numpy(dtype=np.float64).tolist()) for name in inputs]
+    return [(",".join(fields) + "\n").encode() for fields in zip(*columns, strict=True)]
 
 
 def split_payloads(lines: list[bytes], max_bytes: int) -> Iterator[tuple[int, bytes]]:
@@ -75,7 +79,10 @@ def parse_predictions(body: bytes, content_type: str | None, expected: int) -> n
     kind = (content_type or "").split(";", 1)[0].strip().lower()
     looks_json = text[0] in "[{" or kind in ("application/json", "application/jsonlines")
 
-    items = _json_items(text) if looks_json else _csv_items(text)
+    if not looks_json and '"' not in text and "," not in text:
+        items = text.split()  # the common CSV answer: one plain value per line
+    else:
+        items = _json_items(text) if looks_json else _csv_items(text)
 
     if len(items) != expected:
         raise EndpointError(
@@ -83,7 +90,34 @@ def parse_predictions(body: bytes, content_type: str | None, expected: int) -> n
             "match them to rows. Check that the endpoint serves a regression model that "
             "returns one prediction per CSV row."
         )
-    values = np.fromiter((_number(item, i) for i, item in enumerate(items)), float, len(items))
+    values = _fast_numbers(items)
+    if values is None:
+        # The item-by-item path names the first prediction that is not a finite number.
+        values = np.fromiter((_number(item, i) for i, item in enumerate(items)), float, len(items))
+    return values
+
+
+def _fast_numbers(items: list[Any]) -> np.ndarray | None:
+    """Convert uniform items in one numpy call; None when any item needs a closer look."""
+    raw = items
+    if items and isinstance(items[0], dict):
+        key = next((k for k in _VALUE_KEYS if k in items[0]), None)
+        if key is None:
+            return None
+        try:
+            raw = [item[key] for item in items]
+        except (KeyError, TypeError):
+            return None
+    if any(type(value) is not float and type(value) is not int for value in raw) and any(
+        isinstance(value, bool | list | dict) or value is None for value in raw
+    ):
+        return None
+    try:
+        values = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if values.ndim != 1 or not np.isfinite(values).all():
+        return None
     return values
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .errors import InvalidValueError
@@ -77,6 +78,12 @@ def _row_list(mask: pd.Series) -> str:
 
 def format_timestamps(times: pd.Series) -> pd.Series:
     """Format UTC times as ISO 8601 strings ending in ``Z`` (missing stays missing)."""
-    formatted = times.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # Drop the fraction when it is zero: 12:00:00Z rather than 12:00:00.000000Z.
-    return formatted.str.replace(".000000Z", "Z", regex=False)
+    values = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    present = ~np.isnat(values)
+    # Whole seconds print as 12:00:00Z; otherwise as many fraction digits as needed, to 1 us.
+    whole = (values[present].astype(np.int64) % 1_000_000_000 == 0).all()
+    unit = "s" if whole else "us"
+    text = np.datetime_as_string(values.astype(f"datetime64[{unit}]"), unit=unit)
+    formatted = np.char.add(text.astype(object), "Z").astype(object)
+    formatted[~present] = None
+    return pd.Series(formatted, index=times.index, dtype=object)
