@@ -1,0 +1,168 @@
+"""Run the SKAB protocol with the product's own train, detect and evaluate code.
+
+For each experiment file under the given folder that has an ``anomaly`` label column, the
+first 400 rows train the local model and the remaining rows are scored. Point-wise counts
+are pooled over all files:
+
+    F1 = TP / (TP + (FN + FP) / 2),  FAR = FP / (FP + TN),  MAR = FN / (FN + TP)
+
+Usage: python benchmarks/skab.py ../shared/datasets/skab [--json PATH] [--markdown PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anomaly_detector.batch import RowRange, detect_file, read_table
+from anomaly_detector.config import ScoringConfig, Span
+from anomaly_detector.evaluation import evaluate
+from anomaly_detector.local_model import LocalModel, default_inputs, train
+
+TRAIN_ROWS = 400
+LABEL = "anomaly"
+NOT_INPUTS = ["anomaly", "changepoint"]
+DEFAULT_TARGET = "Volume Flow RateRMS"
+MARKDOWN_DEFAULT = Path(__file__).with_name("SKAB_RESULTS.md")
+
+
+def experiment_files(root: Path) -> list[Path]:
+    """Return the CSV files under root that carry the label column, in a stable order."""
+    files = []
+    for path in sorted(root.rglob("*.csv"), key=_natural_key):
+        header = path.open(encoding="utf-8-sig").readline()
+        if LABEL in [name.strip() for name in header.replace(",", ";").split(";")]:
+            files.append(path)
+    return files
+
+
+def _natural_key(path: Path) -> tuple:
+    return (str(path.parent), int(path.stem) if path.stem.isdigit() else 10**9, path.stem)
+
+
+def run_file(path: Path, target: str, workdir: Path) -> dict:
+    """Train on the first 400 rows, detect on the rest, and count against the labels."""
+    model_dir = workdir / "model"
+    head = read_table(path, RowRange(0, TRAIN_ROWS), text_columns=["datetime"])
+    inputs = default_inputs(head, target, NOT_INPUTS, "datetime")
+    card = train(
+        head, target=target, inputs=inputs, model_dir=model_dir, timestamp_column="datetime"
+    )
+    model = LocalModel(model_dir)
+    config = ScoringConfig(
+        target=target,
+        inputs=tuple(card.inputs),
+        threshold=card.threshold,
+        timestamp_column="datetime",
+        window=Span.parse(card.window, "window"),
+        min_duration=Span.parse(card.min_duration, "min_duration"),
+    )
+    out = workdir / "out"
+    detect_file(path, config, model, out, rows=RowRange(TRAIN_ROWS, None))
+    scored = pd.read_csv(out / "scored.csv", usecols=["is_anomaly", LABEL])
+    result = evaluate(
+        scored["is_anomaly"].to_numpy(dtype=bool), scored[LABEL].to_numpy(dtype=float) > 0.5
+    )
+    return {"file": str(path), **result.to_dict(), "threshold": card.threshold}
+
+
+def pooled(results: list[dict]) -> dict:
+    tp, fp, tn, fn = (sum(r[k] for r in results) for k in ("tp", "fp", "tn", "fn"))
+    return {
+        "files": len(results),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "f1": round(tp / (tp + (fn + fp) / 2), 6) if tp + fn + fp else None,
+        "far": round(fp / (fp + tn), 6) if fp + tn else None,
+        "mar": round(fn / (fn + tp), 6) if fn + tp else None,
+    }
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def markdown(results: list[dict], total: dict, command: str, seconds: float) -> str:
+    lines = [
+        "# SKAB results",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Files: {total['files']}; wall time {seconds:.1f} s. Rates are pooled over every "
+        "scored row of every file (SKAB's protocol: first 400 rows train, the rest are scored).",
+        "",
+        f"**Pooled: F1 {total['f1']:.3f}, FAR {_percent(total['far'])}, "
+        f"MAR {_percent(total['mar'])}**",
+        "",
+        "| file | rows | F1 | FAR | MAR | labelled events hit | false runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        name = "/".join(Path(r["file"]).parts[-2:])
+        f1 = "n/a" if r["f1"] is None else f"{r['f1']:.3f}"
+        lines.append(
+            f"| {name} | {r['rows']} | {f1} | {_percent(r['far'])} | {_percent(r['mar'])} | "
+            f"{r['detected_labelled_events']}/{r['labelled_events']} | {r['false_runs']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="folder searched for SKAB experiment CSV files")
+    parser.add_argument("--target", default=DEFAULT_TARGET, help="column the model predicts")
+    parser.add_argument("--json", type=Path, help="write pooled and per-file figures as JSON")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=MARKDOWN_DEFAULT,
+        help=f"results page to write (default {MARKDOWN_DEFAULT.name})",
+    )
+    args = parser.parse_args(argv)
+
+    files = experiment_files(args.root)
+    if not files:
+        print(f"error: no labelled SKAB files under {args.root}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    results = []
+    print(f"{'file':<28} {'rows':>6} {'F1':>6} {'FAR':>8} {'MAR':>8}")
+    for path in files:
+        with tempfile.TemporaryDirectory() as workdir:
+            result = run_file(path, args.target, Path(workdir))
+        results.append(result)
+        name = "/".join(path.parts[-2:])
+        f1 = "n/a" if result["f1"] is None else f"{result['f1']:.3f}"
+        print(
+            f"{name:<28} {result['rows']:>6} {f1:>6} {_percent(result['far']):>8} "
+            f"{_percent(result['mar']):>8}"
+        )
+    total = pooled(results)
+    seconds = time.monotonic() - started
+    print(
+        f"pooled over {total['files']} files: F1 {total['f1']:.3f}  "
+        f"FAR {_percent(total['far'])}  MAR {_percent(total['mar'])}"
+    )
+
+    command = "python benchmarks/skab.py " + " ".join(
+        shlex.quote(a) for a in (argv or sys.argv[1:])
+    )
+    args.markdown.write_text(markdown(results, total, command, seconds))
+    if args.json:
+        args.json.write_text(json.dumps({**total, "per_file": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
