@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DEMO_OUT := out/demo
 DEMO_MODEL := out/demo-model
 
-.PHONY: demo test lint synth bench fuzz clean help
+.PHONY: demo test lint synth clean help
 
 help:
 	@echo "make demo   train the local model on sample data, detect anomalies, print the events"
@@ -39,12 +39,21 @@ demo: $(VENV)/.stamp-local
 		--out $(DEMO_OUT)
 	$(BIN)/anomaly-detector evaluate $(DEMO_OUT)/scored.csv --label-column anomaly
 
-test: $(VENV)/.stamp-all
+# The CDK CLI pinned in package-lock.json, installed with the venv's Node.js.
+node_modules/.package-lock.json: package.json package-lock.json | $(VENV)/.stamp-all
+	$(BIN)/npm ci --no-audit --no-fund
+	touch $@
+
+test: $(VENV)/.stamp-all node_modules/.package-lock.json
 	$(BIN)/ruff check lambda infra tests sample_data benchmarks app.py
 	$(BIN)/pytest
+
+synth: $(VENV)/.stamp-all node_modules/.package-lock.json
+	CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true $(BIN)/npx cdk synth --no-notices --quiet
+	@echo "templates written to cdk.out/"
 
 lint: $(VENV)/.stamp-all
 	$(BIN)/ruff check lambda infra tests sample_data benchmarks app.py
 
 clean:
-	rm -rf $(VENV) out cdk.out .pytest_cache
+	rm -rf $(VENV) out cdk.out .pytest_cache node_modules

@@ -246,8 +246,8 @@ def test_required_keys_have_no_default():
         assert key not in DEFAULTS
 
 
-def test_deploying_doc_lists_every_key():
-    document = (REPO_ROOT / "infra" / "DEPLOYING.md").read_text()
+def test_readme_lists_every_context_key():
+    document = (REPO_ROOT / "README.md").read_text()
 
     for key in sorted(CONTEXT_KEYS):
         assert f"| `{key}` |" in document, key

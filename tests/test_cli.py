@@ -1,0 +1,192 @@
+"""The CLI end to end on the sample motor data: train, detect, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_detector.cli import build_parser, main
+from anomaly_detector.evaluation import runs
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+TRAIN = SAMPLE / "motor_train.csv"
+TEST = SAMPLE / "motor_test.csv"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    code = main(
+        ["train", str(TRAIN), "--target", "bearing_temperature", "--model-dir", str(directory)]
+    )
+    assert code == 0
+    return directory
+
+
+@pytest.fixture(scope="module")
+def detected(model_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    code = main(["detect", str(TEST), "--model-dir", str(model_dir), "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_train_writes_model_card(model_dir):
+    card = json.loads((model_dir / "model_card.json").read_text())
+
+    assert card["target"] == "bearing_temperature"
+    assert card["inputs"] == ["motor_speed", "torque", "ambient_temperature"]
+    assert card["timestamp_column"] == "timestamp"
+    assert card["threshold"] == pytest.approx(2 * card["validation_rmse"], rel=1e-4)
+    assert card["validation_rows"] > 0
+    assert set(card["versions"]) >= {"lightgbm", "pandas", "numpy", "python"}
+    assert (model_dir / "model.txt").stat().st_size > 0
+
+
+def test_detect_finds_exactly_the_three_injected_anomalies(detected):
+    events = json.loads((detected / "events.json").read_text())
+    labels = pd.read_csv(TEST)["anomaly"].to_numpy() > 0
+    label_runs = runs(labels)
+
+    assert len(events) == 3
+    for event, (start, end) in zip(events, label_runs, strict=True):
+        assert event["start_row"] < end
+        assert event["end_row"] >= start
+
+
+def test_detect_event_directions(detected):
+    events = json.loads((detected / "events.json").read_text())
+
+    assert [e["direction"] for e in events] == ["above", "below", "above"]
+
+
+def test_detect_writes_one_row_per_input_row(detected):
+    scored = pd.read_csv(detected / "scored.csv")
+    source = pd.read_csv(TEST)
+
+    assert len(scored) == len(source)
+    assert scored["row"].tolist() == list(range(len(source)))
+    assert (scored["status"] == "scored").all()
+    np.testing.assert_allclose(scored["actual"], source["bearing_temperature"])
+    assert scored["anomaly"].tolist() == source["anomaly"].tolist()
+
+
+def test_detect_writes_summary_and_figures(detected):
+    summary = json.loads((detected / "summary.json").read_text())
+
+    assert summary["events"] == 3
+    assert summary["rows"] == summary["scored_rows"]
+    for name in ("observed_vs_predicted.png", "score.png", "score_histogram.png"):
+        assert (detected / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_detect_in_small_chunks_matches_whole_file(model_dir, detected, tmp_path):
+    code = main(
+        [
+            "detect",
+            str(TEST),
+            "--model-dir",
+            str(model_dir),
+            "--out",
+            str(tmp_path),
+            "--chunk-rows",
+            "333",
+            "--no-figures",
+        ]
+    )
+
+    assert code == 0
+    assert (tmp_path / "scored.csv").read_bytes() == (detected / "scored.csv").read_bytes()
+    assert (tmp_path / "events.json").read_text() == (detected / "events.json").read_text()
+
+
+def test_detect_rows_keeps_file_row_numbers(model_dir, tmp_path):
+    code = main(
+        [
+            "detect",
+            str(TEST),
+            "--model-dir",
+            str(model_dir),
+            "--out",
+            str(tmp_path),
+            "--rows",
+            "100:250",
+            "--chunk-rows",
+            "64",
+            "--no-figures",
+        ]
+    )
+    scored = pd.read_csv(tmp_path / "scored.csv")
+
+    assert code == 0
+    assert scored["row"].tolist() == list(range(100, 250))
+
+
+def test_evaluate_prints_and_writes_rates(detected, capsys):
+    code = main(["evaluate", str(detected / "scored.csv"), "--label-column", "anomaly"])
+    printed = capsys.readouterr().out
+    result = json.loads((detected / "evaluation.json").read_text())
+
+    assert code == 0
+    assert "F1" in printed
+    assert "FAR" in printed
+    assert "MAR" in printed
+    assert result["labelled_events"] == 3
+    assert result["detected_labelled_events"] == 3
+    assert result["false_runs"] == 0
+
+
+def test_detect_missing_column_exits_2_with_message(model_dir, tmp_path, capsys):
+    data = tmp_path / "partial.csv"
+    pd.read_csv(TEST).drop(columns=["torque"]).to_csv(data, index=False)
+
+    code = main(
+        ["detect", str(data), "--model-dir", str(model_dir), "--out", str(tmp_path / "out")]
+    )
+    message = capsys.readouterr().err
+
+    assert code == 2
+    assert "'torque'" in message
+    assert "Columns found" in message
+
+
+def test_detect_neutralizes_formula_cells(model_dir, tmp_path):
+    data = tmp_path / "notes.csv"
+    frame = pd.read_csv(TEST).head(20)
+    frame["note"] = ['=HYPERLINK("x")', "+1+1", "-2", "@SUM(A1)", "fine"] * 4
+    frame.to_csv(data, index=False)
+
+    main(
+        [
+            "detect",
+            str(data),
+            "--model-dir",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-figures",
+        ]
+    )
+    notes = pd.read_csv(tmp_path / "o" / "scored.csv")["note"].tolist()[:5]
+
+    assert notes == ['\'=HYPERLINK("x")', "'+1+1", "-2", "'@SUM(A1)", "fine"]
+
+
+@pytest.mark.parametrize("command", ["train", "detect", "evaluate", "serve"])
+def test_help_names_units(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one line per option, so phrases do not wrap
+    parser = build_parser()
+
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    text = capsys.readouterr().out
+
+    assert "usage: anomaly-detector " + command in text
+    if command in ("detect", "serve"):
+        assert "target's unit" in text
+        assert "time span" in text
