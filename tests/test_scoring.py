@@ -244,3 +244,38 @@ def test_span_parse(text, rows, minutes):
 def test_span_parse_rejects(text):
     with pytest.raises(ConfigurationError, match="WINDOW"):
         Span.parse(text, "WINDOW")
+
+
+def test_event_drivers_rank_inputs_by_deviation_from_normal():
+    # Given two inputs; during the anomalous rows 6-8 only the first moves far from normal
+    count = 12
+    inputs = np.column_stack(
+        [
+            np.r_[np.tile([9.0, 11.0], 3), 30, 30, 30, np.tile(10.0, 3)],
+            np.r_[np.tile([4.0, 6.0], 3), 5, 5, 5, np.tile(5.0, 3)],
+        ]
+    )
+    actual = np.zeros(count)
+    actual[6:9] = 5.0
+    cfg = ScoringConfig(
+        target="y",
+        inputs=("load", "speed"),
+        threshold=1.0,
+        window=Span(rows=1),
+        min_duration=Span(rows=1),
+    )
+
+    _, events = score_all(cfg, actual, np.zeros(count), np.ones(count, bool), None, inputs)
+
+    drivers = events[0].to_dict()["drivers"]
+    assert [d["input"] for d in drivers] == ["load", "speed"]
+    assert drivers[0]["event_mean"] == 30.0
+    assert drivers[0]["normal_mean"] == pytest.approx(10.0)
+    assert drivers[0]["deviation"] > 10
+    assert drivers[1]["deviation"] == 0.0
+
+
+def test_event_drivers_empty_without_inputs():
+    _, events = run([0, 5, 0], np.zeros(3), config())
+
+    assert events[0].to_dict()["drivers"] == []

@@ -92,7 +92,13 @@ def detect_chunk(
             raise EndpointError("The model returned predictions that are not finite numbers.")
         predicted[scorable] = values
 
-    scores = scorer.score(batch.actual, predicted, scorable, batch.timestamps)
+    scores = scorer.score(
+        batch.actual,
+        predicted,
+        scorable,
+        batch.timestamps,
+        batch.inputs.to_numpy(dtype=np.float64),
+    )
     summary.add(batch, scores.score, scores.is_anomaly)
     return result_rows(
         batch, predicted, scores.residual, scores.score, scores.is_anomaly, first_row

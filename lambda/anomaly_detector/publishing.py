@@ -96,6 +96,9 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
             f"peak score {event['peak_score']:.4g}, target {event['direction']} prediction "
             f"(mean residual {event['mean_residual']:+.4g})"
         )
+        if event.get("drivers"):
+            shifts = ", ".join(f"{d['input']} {d['deviation']:+.1f} sd" for d in event["drivers"])
+            lines.append(f"  inputs against their normal values: {shifts}")
     if len(events) > MAX_LISTED_EVENTS:
         lines.append(
             f"... and {len(events) - MAX_LISTED_EVENTS} more events, listed in the API response."

@@ -22,6 +22,9 @@ import pandas as pd
 from .config import ScoringConfig
 from .errors import RequestError
 
+# Inputs listed per event, the most deviating first.
+MAX_DRIVERS = 3
+
 
 @dataclass
 class Event:
@@ -36,6 +39,8 @@ class Event:
     start_time: pd.Timestamp | None = None
     end_time: pd.Timestamp | None = None
     peak_time: pd.Timestamp | None = None
+    input_sums: np.ndarray | None = None  # per input, summed over the event's rows
+    drivers: list[dict] = field(default_factory=list)
 
     @property
     def direction(self) -> str:
@@ -47,6 +52,8 @@ class Event:
         return self.residual_sum / self.rows
 
     def extend(self, other: Event) -> None:
+        if self.input_sums is not None and other.input_sums is not None:
+            self.input_sums = self.input_sums + other.input_sums
         self.end_row = other.end_row
         self.end_time = other.end_time
         self.rows += other.rows
@@ -68,6 +75,7 @@ class Event:
             "peak_time": _iso(self.peak_time) if self.peak_time is not None else None,
             "direction": self.direction,
             "mean_residual": round(float(self.mean_residual), 6),
+            "drivers": self.drivers,
         }
 
 
@@ -95,6 +103,11 @@ class Scorer:
     _open: Event | None = None
     _last_time: pd.Timestamp | None = None
     _rows_seen: int = 0
+    # Running count, mean and sum of squared deviations (Welford) of each input over the
+    # scored rows that were not anomalous: the "normal" that explanations compare with.
+    _normal_count: int = 0
+    _normal_mean: np.ndarray | None = None
+    _normal_m2: np.ndarray | None = None
 
     def score(
         self,
@@ -102,8 +115,13 @@ class Scorer:
         predicted: np.ndarray,
         scorable: np.ndarray,
         timestamps: pd.Series | None = None,
+        inputs: np.ndarray | None = None,
     ) -> ChunkScores:
-        """Score one chunk. ``predicted`` is NaN where ``scorable`` is False."""
+        """Score one chunk. ``predicted`` is NaN where ``scorable`` is False.
+
+        ``inputs`` (rows x inputs, in ``config.inputs`` order) lets each event name the inputs
+        that deviated most from their normal values during it.
+        """
         count = len(actual)
         offset = self._rows_seen
         self._rows_seen += count
@@ -132,7 +150,11 @@ class Scorer:
         ordered_anomaly = ordered_score > self.config.threshold
         is_anomaly[order] = ordered_anomaly
 
-        self._find_events(order, ordered_score, ordered_anomaly, residual, ordered_times, offset)
+        if inputs is not None:
+            self._update_normal(inputs[order][~np.isnan(ordered_score) & ~ordered_anomaly])
+        self._find_events(
+            order, ordered_score, ordered_anomaly, residual, ordered_times, offset, inputs
+        )
         return ChunkScores(residual, score, is_anomaly)
 
     def finish(self) -> list[Event]:
@@ -140,6 +162,9 @@ class Scorer:
         if self._open is not None:
             self._close(self._open)
             self._open = None
+        # Explain at the end, against every normal row, so chunking does not change the result.
+        for event in self.events:
+            event.drivers = self._explain(event)
         return self.events
 
     # -- rolling window --------------------------------------------------------------------
@@ -182,6 +207,7 @@ class Scorer:
         residual: np.ndarray,
         ordered_times: np.ndarray | None,
         offset: int,
+        inputs: np.ndarray | None = None,
     ) -> None:
         # Rows that could not be scored neither break nor extend a run, so drop them here.
         scored = ~np.isnan(ordered_score)
@@ -212,6 +238,7 @@ class Scorer:
                 start_time=_timestamp(times, start),
                 end_time=_timestamp(times, end - 1),
                 peak_time=_timestamp(times, peak),
+                input_sums=None if inputs is None else inputs[positions[start:end]].sum(axis=0),
             )
             if start == 0 and self._open is not None:
                 self._open.extend(run)
@@ -221,6 +248,46 @@ class Scorer:
                 self._open = run  # may continue in the next chunk
             else:
                 self._close(run)
+
+    def _update_normal(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        count = len(rows)
+        mean = rows.mean(axis=0)
+        m2 = ((rows - mean) ** 2).sum(axis=0)
+        if self._normal_mean is None:
+            self._normal_count, self._normal_mean, self._normal_m2 = count, mean, m2
+            return
+        # Chan et al.'s pairwise update of count, mean and M2.
+        total = self._normal_count + count
+        delta = mean - self._normal_mean
+        self._normal_mean = self._normal_mean + delta * count / total
+        self._normal_m2 = self._normal_m2 + m2 + delta**2 * self._normal_count * count / total
+        self._normal_count = total
+
+    def _explain(self, event: Event) -> list[dict]:
+        """Rank inputs by how far their mean during the event lies from normal, in std units."""
+        if event.input_sums is None or self._normal_count < 2:
+            return []
+        std = np.sqrt(self._normal_m2 / (self._normal_count - 1))
+        event_mean = event.input_sums / event.rows
+        drivers = []
+        for name, value, normal, spread in zip(
+            self.config.inputs, event_mean, self._normal_mean, std, strict=True
+        ):
+            if not spread > 0:
+                continue
+            deviation = (value - normal) / spread
+            drivers.append(
+                {
+                    "input": name,
+                    "deviation": round(float(deviation), 3),
+                    "event_mean": round(float(value), 6),
+                    "normal_mean": round(float(normal), 6),
+                }
+            )
+        drivers.sort(key=lambda d: -abs(d["deviation"]))
+        return drivers[:MAX_DRIVERS]
 
     def _close(self, event: Event) -> None:
         minimum = self.config.min_duration
@@ -244,8 +311,9 @@ def score_all(
     predicted: np.ndarray,
     scorable: np.ndarray,
     timestamps: pd.Series | None = None,
+    inputs: np.ndarray | None = None,
 ) -> tuple[ChunkScores, list[Event]]:
     """Score one complete batch and return its per-row scores and its events."""
     scorer = Scorer(config)
-    scores = scorer.score(actual, predicted, scorable, timestamps)
+    scores = scorer.score(actual, predicted, scorable, timestamps, inputs)
     return scores, scorer.finish()
