@@ -417,7 +417,7 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
     from rich.table import Table
 
     console = Console()
-    console.width = max(console.width, 110)  # room for full timestamps when piped
+    console.width = max(console.width, 140)  # room for full timestamps when piped
     max_score = summary["max_score"]
     console.print(
         f"scored {summary['scored_rows']} of {summary['rows']} rows; "
@@ -428,7 +428,7 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["not_scored"].items())
         console.print(f"not scored: {reasons}")
     table = Table(title=f"{len(events)} event(s)")
-    for column in ("#", "start", "end", "rows", "peak score", "direction"):
+    for column in ("#", "start", "end", "rows", "peak score", "direction", "inputs moved"):
         table.add_column(column)
     for number, event in enumerate(events, start=1):
         table.add_row(
@@ -438,6 +438,7 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
             str(event["rows"]),
             f"{event['peak_score']:.4g}",
             event["direction"],
+            ", ".join(f"{d['input']} {d['deviation']:+.1f} sd" for d in event["drivers"][:2]),
         )
     console.print(table)
     console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
