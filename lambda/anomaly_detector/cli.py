@@ -1,7 +1,8 @@
-"""Command line: ``anomaly-detector train | detect | evaluate``.
+"""Command line: ``anomaly-detector train | detect | serve | evaluate``.
 
-``train`` fits the local model, ``detect`` scores a file with it (or with a SageMaker
-endpoint) and writes results and figures, ``evaluate`` compares results with labels.
+``train`` fits the local model. ``detect`` scores a file with it, or with a SageMaker
+endpoint, and writes results and figures. ``serve`` runs the HTTP API on 127.0.0.1, and
+``evaluate`` compares results with labels.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
     config, predictor = _detect_setup(args)
     total = _count_data_rows(args.data)
-    with _progress(total) as advance:
+    with _ProgressBar(total) as advance:
         result = detect_file(
             args.data,
             config,
@@ -390,7 +391,7 @@ def _count_data_rows(path: Path) -> int | None:
     return max(lines - 1, 0)
 
 
-class _progress:
+class _ProgressBar:
     """A rich progress bar on long files when stderr is a terminal; a no-op otherwise."""
 
     def __init__(self, total: int | None) -> None:
