@@ -29,7 +29,7 @@ from .errors import (
     RequestError,
     UnsupportedMediaTypeError,
 )
-from .pipeline import Summary, detect_chunk, events_to_dicts
+from .pipeline import Summary, check_finite_results, detect_chunk, events_to_dicts
 from .predictors import Predictor, SageMakerPredictor, runtime_client_config
 from .publishing import MetricsPublisher, publish_warning, to_json
 from .reader import read_request
@@ -42,6 +42,7 @@ MAX_RESPONSE_BYTES = 5_900_000
 # Time kept back from the Lambda deadline to build and return an error response.
 DEADLINE_MARGIN_SECONDS = 2.0
 ROW_CHOICES = ("all", "anomalous", "none")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class DetectionService:
@@ -138,6 +139,7 @@ class DetectionService:
         )
         rows = detect_chunk(frame, scoring, predictor, scorer, summary)
         events = events_to_dicts(scorer.finish())
+        check_finite_results(rows, events, scoring.target)
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
 
@@ -196,7 +198,9 @@ class DetectionService:
                     "The request body is marked base64 but is not valid base64."
                 ) from error
         else:
-            body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+            # "surrogatepass" keeps an unpaired surrogate as bytes that the reader then
+            # rejects as invalid UTF-8, naming its offset.
+            body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
         limit = self.config.max_request_bytes
         encoding = headers.get("content-encoding", "").strip().lower()
         if encoding in ("gzip", "x-gzip"):
@@ -205,6 +209,11 @@ class DetectionService:
             raise UnsupportedMediaTypeError(
                 f"Content-Encoding {encoding!r} is not supported; send the body uncompressed "
                 "or gzip-compressed."
+            )
+        elif body.startswith(GZIP_MAGIC):
+            raise UnsupportedMediaTypeError(
+                "The body is gzip-compressed but the request has no Content-Encoding: gzip "
+                "header. Add that header, or send the body uncompressed."
             )
         if len(body) > limit:
             raise PayloadTooLargeError(

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -33,6 +34,8 @@ from .errors import (
     EndpointUnavailableError,
 )
 
+logger = Logger(service="anomaly-detector", child=True)
+
 CONNECT_TIMEOUT_SECONDS = 2
 # Standard retry mode backs off exponentially with jitter on throttling and transient errors.
 # The count includes the first attempt.
@@ -49,6 +52,10 @@ _UNAVAILABLE_CODES = {
 
 # Endpoint calls run here when a deadline applies, so the caller can stop waiting in time.
 _CALLERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="endpoint-call")
+
+
+class _PayloadRejectedError(EndpointError):
+    """HTTP 413 from the endpoint, which means that the body was too large for it."""
 
 
 class Predictor(Protocol):
@@ -78,6 +85,8 @@ class SageMakerPredictor:
     """Call a SageMaker real-time endpoint with CSV rows and parse its predictions.
 
     Rows are sent in bodies of at most ``max_payload_bytes`` (the endpoint accepts 6 MB).
+    When the endpoint rejects a body as too large (HTTP 413), that body's rows are sent again
+    in two bodies of about half its size, and so on down to one row per call.
     ``deadline`` returns the seconds left for the whole request. No call starts when less
     than ``min_seconds_per_call`` remain, and no call is waited for past the deadline (it
     runs in a worker thread), so the API answers 504 rather than timing out.
@@ -105,7 +114,31 @@ class SageMakerPredictor:
         lines = to_csv_lines(inputs)
         for first_row, body in split_payloads(lines, self.max_payload_bytes):
             rows = body.count(b"\n")
-            predictions[first_row : first_row + rows] = self._invoke(body, rows)
+            predictions[first_row : first_row + rows] = self._predict_rows(lines, first_row, rows)
+        return predictions
+
+    def _predict_rows(self, lines: list[bytes], first_row: int, rows: int) -> np.ndarray:
+        part = lines[first_row : first_row + rows]
+        body = b"".join(part)
+        try:
+            return self._invoke(body, rows)
+        except _PayloadRejectedError as error:
+            if rows == 1:
+                raise EndpointError(
+                    f"The endpoint {self.endpoint_name!r} rejected row {first_row} alone as too "
+                    f"large ({len(body)} bytes, HTTP 413). Check the endpoint's request limit."
+                ) from error
+            # Half the body plus the longest row packs the rows into two payloads, and one
+            # byte less than the body still splits two rows.
+            limit = min(len(body) // 2 + max(len(line) for line in part), len(body) - 1)
+            logger.info(
+                "endpoint rejected a request as too large; sending its rows in smaller parts",
+                extra={"rows": rows, "bytes": len(body), "max_bytes": limit},
+            )
+        predictions = np.empty(rows)
+        for start, smaller in split_payloads(part, limit):
+            count = smaller.count(b"\n")
+            predictions[start : start + count] = self._predict_rows(lines, first_row + start, count)
         return predictions
 
     def _invoke(self, body: bytes, rows: int) -> np.ndarray:
@@ -163,8 +196,17 @@ class SageMakerPredictor:
                 f"The endpoint {name!r} is busy or not ready ({code or status}) after "
                 f"{RETRY_ATTEMPTS} attempts. Try again later."
             )
+        original = error.response.get("OriginalStatusCode", "")
+        if status == 413 or (code == "ModelError" and original == 413):
+            return _PayloadRejectedError(
+                f"The endpoint {name!r} rejected the request as too large."
+            )
+        if status in (406, 415) or (code == "ModelError" and original in (406, 415)):
+            return ConfigurationError(
+                f"The endpoint {name!r} rejected the content type (HTTP {original or status}); "
+                "it must accept text/csv and answer application/json."
+            )
         if code == "ModelError":
-            original = error.response.get("OriginalStatusCode", "")
             return EndpointError(
                 f"The model behind endpoint {name!r} failed on the request (ModelError, model "
                 f"status {original or 'unknown'}). Check that the inputs and their order match "
@@ -174,10 +216,5 @@ class SageMakerPredictor:
             return EndpointUnavailableError(
                 f"The endpoint {name!r} was not found. Check ENDPOINT_NAME and the endpoint's "
                 "status in SageMaker."
-            )
-        if status in (406, 415):
-            return ConfigurationError(
-                f"The endpoint {name!r} rejected the content type (HTTP {status}); it must "
-                "accept text/csv and answer application/json."
             )
         return EndpointError(f"The endpoint {name!r} returned an error ({code or status}).")

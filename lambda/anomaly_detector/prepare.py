@@ -87,8 +87,7 @@ def to_numbers(values: pd.Series, column: str) -> np.ndarray:
     else:
         as_text = values.astype("object")
         is_bool = as_text.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
-        converted = pd.to_numeric(as_text.where(~is_bool), errors="coerce")
-        numbers = converted.to_numpy(dtype="float64", na_value=np.nan)
+        numbers = _coerce_numbers(as_text.where(~is_bool))
         blank = as_text.isna().to_numpy() | as_text.map(_is_blank).to_numpy(dtype=bool)
         bad = is_bool | (np.isnan(numbers) & ~blank & ~_is_nan_text(as_text)) | np.isinf(numbers)
     if bad.any():
@@ -101,6 +100,26 @@ def to_numbers(values: pd.Series, column: str) -> np.ndarray:
             "units or thousands separators, and leave the cell empty when a value is missing."
         )
     return numbers
+
+
+def _coerce_numbers(values: pd.Series) -> np.ndarray:
+    """Convert values to float64, with NaN for text that is not a number and inf for too large."""
+    try:
+        converted = pd.to_numeric(values, errors="coerce")
+    except OverflowError:
+        # pandas raises for a JSON integer beyond the float range (more than 308 digits)
+        # instead of coercing it, so such integers become infinite and fail the check.
+        converted = pd.to_numeric(values.map(_int_to_float), errors="coerce")
+    return converted.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _int_to_float(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return np.inf if value > 0 else -np.inf
+    return value
 
 
 def _is_blank(value: object) -> bool:

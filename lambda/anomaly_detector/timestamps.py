@@ -9,8 +9,12 @@ from .errors import InvalidValueError
 
 # An explicit UTC offset or Z at the end of an ISO 8601 time. The offset must follow a time
 # of day, so the day of a date-only value such as 2024-05-01 is not taken for an offset.
-_OFFSET_PATTERN = r"[Tt ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)? ?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+_OFFSET_PATTERN = r"[Tt ]\d{1,2}(?::?\d{2}){0,2}(?:[.,]\d+)? ?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
 MAX_REPORTED_ROWS = 5
+# Times are held as nanoseconds since 1970 in 64 bits, which reach from 1677-09-21 to
+# 2262-04-11. Whole years inside that span leave room for any UTC offset.
+EARLIEST_TIME = pd.Timestamp("1678-01-01")
+LATEST_TIME = pd.Timestamp("2262-01-01")
 
 
 def parse_timestamps(values: pd.Series, column: str, timezone: str = "UTC") -> pd.Series:
@@ -30,13 +34,23 @@ def parse_timestamps(values: pd.Series, column: str, timezone: str = "UTC") -> p
     aware = present & has_offset
     naive = present & ~has_offset
 
+    outside = pd.Series(False, index=values.index)
     if aware.any():
         # pandas 3.1 parses only an upper-case Z, so a lower-case z is upper-cased first.
         upper = text[aware].str.upper()
-        result[aware] = pd.to_datetime(upper, utc=True, format="ISO8601", errors="coerce")
+        parsed = pd.to_datetime(upper, utc=True, format="ISO8601", errors="coerce")
+        result[aware], outside[aware] = _in_range(parsed, EARLIEST_TIME.tz_localize("UTC"))
     if naive.any():
-        local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
+        local = _parse_naive(text[naive], column)
+        local, outside[naive] = _in_range(local, EARLIEST_TIME)
         result[naive] = _localize(local, column, timezone)
+
+    if outside.any():
+        raise InvalidValueError(
+            f"Column {column!r} has times before {EARLIEST_TIME:%Y-%m-%d} or from "
+            f"{LATEST_TIME:%Y-%m-%d} on at row(s) {_row_list(outside)} (rows counted from 0, "
+            "header excluded). Check the year of those times."
+        )
 
     unparsed = present & result.isna()
     if unparsed.any():
@@ -48,6 +62,37 @@ def parse_timestamps(values: pd.Series, column: str, timezone: str = "UTC") -> p
             f"{timezone}."
         )
     return result
+
+
+def _parse_naive(text: pd.Series, column: str) -> pd.Series:
+    """Parse times in which the offset pattern found no offset, and raise if pandas finds one."""
+    try:
+        local = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    except ValueError:
+        local = None
+    if local is not None and local.dt.tz is None:
+        return local
+    hidden = pd.Series([_has_offset(value) for value in text.tolist()], index=text.index)
+    raise InvalidValueError(
+        f"Column {column!r} has UTC offsets in an unsupported form at row(s) "
+        f"{_row_list(hidden)} (rows counted from 0, header excluded). Write the offset as "
+        "Z, +HH, +HHMM or +HH:MM after the time of day, e.g. 2024-05-01T12:00:00+02:00."
+    )
+
+
+def _has_offset(value: str) -> bool:
+    parsed = pd.to_datetime(value, errors="coerce", format="ISO8601")
+    return not pd.isna(parsed) and parsed.tzinfo is not None
+
+
+def _in_range(parsed: pd.Series, earliest: pd.Timestamp) -> tuple[pd.Series, pd.Series]:
+    """Convert parsed times to nanoseconds and return them with the mask of those out of range.
+
+    pandas 3 keeps a time such as 0001-01-01 in a coarser unit, which overflows nanoseconds.
+    """
+    latest = LATEST_TIME.tz_localize(earliest.tz) if earliest.tz else LATEST_TIME
+    outside = parsed.notna() & ((parsed < earliest) | (parsed >= latest))
+    return parsed.where(~outside).dt.as_unit("ns"), outside
 
 
 def _localize(local: pd.Series, column: str, timezone: str) -> pd.Series:
