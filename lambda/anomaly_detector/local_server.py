@@ -198,8 +198,14 @@ class _LocalContext:
         return max(int((self.deadline - time.monotonic()) * 1000), 0)
 
 
+# socketserver's default listen backlog of 5 resets connections when dozens of clients
+# connect at once; 128 is the usual kernel default for somaxconn.
+LISTEN_BACKLOG = 128
+
+
 class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(
         self, service: DetectionService, port: int = 0, timeout_seconds: float = 28.0
@@ -265,6 +271,7 @@ class EndpointRequestHandler(_QuietHandler):
 
 class ModelEndpointServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, model, endpoint_name: str = "local-model", port: int = 0) -> None:
         self.model = model
