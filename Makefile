@@ -52,6 +52,28 @@ synth: $(VENV)/.stamp-all node_modules/.package-lock.json
 	CDK_DISABLE_VERSION_CHECK=1 CDK_DISABLE_CLI_TELEMETRY=true $(BIN)/npx cdk synth --no-notices --quiet
 	@echo "templates written to cdk.out/"
 
+# Benchmarks: every script under benchmarks/, then benchmarks/RESULTS.md is rewritten.
+$(VENV)/.stamp-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[local,dev,bench]'
+	touch $@ $(VENV)/.stamp-local
+
+.PHONY: bench
+bench: $(VENV)/.stamp-bench
+	$(PY) -m benchmarks.run_all
+
+# Fuzzing, about 10 minutes: atheris (coverage-guided) drives the request path for
+# FUZZ_SECONDS, seeded with the hostile-input corpus, then the property tests run with 1,500
+# examples each (about 2 minutes). A finding stops the run and leaves its input in out/fuzz/;
+# tests/hostile/fuzz.py says how to turn it into a regression case.
+FUZZ_SECONDS ?= 480
+
+.PHONY: fuzz
+fuzz: $(VENV)/.stamp-all
+	mkdir -p out/fuzz
+	$(PY) tests/hostile/fuzz.py -max_total_time=$(FUZZ_SECONDS) -timeout=30 \
+		-rss_limit_mb=4096 -artifact_prefix=out/fuzz/
+	PROPERTY_EXAMPLES=1500 $(BIN)/pytest -q tests/test_properties.py
+
 lint: $(VENV)/.stamp-all
 	$(BIN)/ruff check lambda infra tests sample_data benchmarks app.py
 
