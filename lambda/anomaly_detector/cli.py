@@ -17,6 +17,8 @@ import pandas as pd
 from .config import ConfigurationError, ScoringConfig, Span
 from .errors import DetectorError, RequestError
 
+# The terminal table lists the first events only; events.json has all of them.
+MAX_PRINTED_EVENTS = 20
 EPILOG = "Rows are counted from 0 over the data rows of the file (the header is not a row)."
 
 
@@ -431,7 +433,7 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
     table = Table(title=f"{len(events)} event(s)")
     for column in ("#", "start", "end", "rows", "peak score", "direction", "inputs moved"):
         table.add_column(column)
-    for number, event in enumerate(events, start=1):
+    for number, event in enumerate(events[:MAX_PRINTED_EVENTS], start=1):
         table.add_row(
             str(number),
             str(event["start"]),
@@ -442,6 +444,8 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
             ", ".join(f"{d['input']} {d['deviation']:+.1f} sd" for d in event["drivers"][:2]),
         )
     console.print(table)
+    if len(events) > MAX_PRINTED_EVENTS:
+        console.print(f"... and {len(events) - MAX_PRINTED_EVENTS} more in events.json")
     console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
 
 
