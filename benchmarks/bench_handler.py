@@ -78,7 +78,7 @@ def floor_path(body: bytes, engine: str) -> bytes:
 
 def component_gains(body: bytes, predictions: np.ndarray, repeats: int) -> list[list[str]]:
     """Time each proposed function against the current one on this request's data."""
-    from anomaly_detector import endpoint_format, pipeline, reader, timestamps
+    from anomaly_detector import endpoint_format, reader, timestamps
     from anomaly_detector.config import ServiceConfig
     from anomaly_detector.prepare import prepare
 
@@ -87,29 +87,13 @@ def component_gains(body: bytes, predictions: np.ndarray, repeats: int) -> list[
     frame = reader.read_csv_text(text, text_columns=["timestamp"])
     batch = prepare(frame.copy(), scoring)
     response = b"\n".join(b"%r" % value for value in predictions.tolist()) + b"\n"
-    residual = batch.actual - predictions
-    score = pd.Series(np.abs(residual)).rolling(5, min_periods=1).mean().to_numpy()
-    is_anomaly = score > scoring.threshold
-    result = (batch, predictions, residual, score, is_anomaly, 0)
 
     def payload(to_lines, split) -> None:
         lines = to_lines(batch.inputs)
         for _ in split(lines, 4_000_000):
             pass
 
-    def read_text_later() -> None:
-        with proposals.patched(["text columns read without dtype"]):
-            reader.read_csv_text(text, text_columns=["timestamp"])
-
     pairs = {
-        "field counts with numpy": (
-            lambda: proposals.exact_field_counts(text, ",", 5),
-            lambda: proposals.check_field_counts(text, ",", 5),
-        ),
-        "text columns read without dtype": (
-            lambda: reader.read_csv_text(text, text_columns=["timestamp"]),
-            read_text_later,
-        ),
         "payload in one % operation": (
             lambda: payload(endpoint_format.to_csv_lines, endpoint_format.split_payloads),
             lambda: payload(proposals.to_csv_lines, proposals.split_payloads),
@@ -121,10 +105,6 @@ def component_gains(body: bytes, predictions: np.ndarray, repeats: int) -> list[
         "timestamps with Arrow strptime": (
             lambda: timestamps.parse_timestamps(frame["timestamp"], "timestamp"),
             lambda: proposals.parse_timestamps(frame["timestamp"], "timestamp"),
-        ),
-        "result rows for returned rows only": (
-            lambda: pipeline.result_rows(*result),
-            lambda: proposals.result_rows(*result, is_anomaly),
         ),
     }
     rows = []

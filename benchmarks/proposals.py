@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from anomaly_detector import endpoint_format, pipeline, predictors, prepare, reader, timestamps
+from anomaly_detector import endpoint_format, predictors, prepare, reader, timestamps
 from anomaly_detector.errors import EndpointError
 
 # The current functions, kept before ``patched`` replaces the module attributes.
@@ -187,8 +187,6 @@ def _anomalous_result_rows(batch, predicted, residual, score, is_anomaly, first_
 
 # Each proposal: the module it changes, and the (module, attribute, replacement) patches.
 PROPOSALS = {
-    "field counts with numpy": ("reader.py", [(reader, "check_field_counts", check_field_counts)]),
-    "text columns read without dtype": ("reader.py", [(reader, "pd", PandasReadingTextLater())]),
     "payload in one % operation": (
         "endpoint_format.py",
         [
@@ -203,10 +201,6 @@ PROPOSALS = {
     "timestamps with Arrow strptime": (
         "timestamps.py",
         [(prepare, "parse_timestamps", parse_timestamps)],
-    ),
-    "result rows for returned rows only": (
-        "pipeline.py, handler.py",
-        [(pipeline, "result_rows", _anomalous_result_rows)],
     ),
 }
 

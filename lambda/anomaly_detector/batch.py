@@ -25,7 +25,7 @@ import pandas as pd
 
 from .config import ScoringConfig
 from .errors import EmptyRequestError, RequestError
-from .pipeline import Summary, check_finite_results, detect_chunk, events_to_dicts
+from .pipeline import Summary, check_finite_events, detect_chunk, events_to_dicts
 from .predictors import Predictor
 from .reader import check_column_names, decode_text, read_json_text, sniff_header
 from .scoring import Scorer
@@ -205,7 +205,6 @@ def detect_file(
             if not selected.empty:
                 start = chunk_first + max(rows.start - chunk_first, 0)
                 result = detect_chunk(selected, config, predictor, scorer, summary, start)
-                check_finite_results(result, [], config.target)
                 plot.add(result)
                 # Wait for the previous chunk, so that rows keep their order, a write error
                 # stops the run, and at most one scored chunk waits in memory.
@@ -221,9 +220,7 @@ def detect_file(
     if summary.rows == 0:
         raise EmptyRequestError(f"No data rows selected from {path}.")
     events = events_to_dicts(scorer.finish())
-    check_finite_results(
-        pd.DataFrame(columns=["row", "residual", "score", "status"]), events, config.target
-    )
+    check_finite_events(events, config.target)
     summary.events = len(events)
     summary_dict = summary.to_dict(config)
     (out_dir / "events.json").write_text(json.dumps(events, indent=2) + "\n")

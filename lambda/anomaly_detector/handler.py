@@ -29,7 +29,7 @@ from .errors import (
     RequestError,
     UnsupportedMediaTypeError,
 )
-from .pipeline import Summary, check_finite_results, detect_chunk, events_to_dicts
+from .pipeline import Summary, check_finite_events, detect_chunk, events_to_dicts
 from .predictors import Predictor, SageMakerPredictor, runtime_client_config
 from .publishing import MetricsPublisher, publish_warning, to_json
 from .reader import read_request
@@ -138,18 +138,14 @@ class DetectionService:
             max_payload_bytes=self.config.max_payload_bytes,
             deadline=_deadline(context),
         )
-        rows = detect_chunk(frame, scoring, predictor, scorer, summary)
+        rows = detect_chunk(frame, scoring, predictor, scorer, summary, keep=rows_choice)
         events = events_to_dicts(scorer.finish())
-        check_finite_results(rows, events, scoring.target)
+        check_finite_events(events, scoring.target)
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
 
         # publish, then answer: a failed publish is logged but does not void the scores
         self._publish(summary_dict, events, request_id)
-        if rows_choice == "anomalous":
-            rows = rows[rows["is_anomaly"]]
-        elif rows_choice == "none":
-            rows = rows.iloc[:0]
         body_text = (
             '{"summary":'
             + to_json(summary_dict)

@@ -15,7 +15,7 @@ import pandas as pd
 from .config import ScoringConfig
 from .errors import EndpointError, InvalidValueError
 from .predictors import Predictor
-from .prepare import STATUS_SCORED, PreparedBatch, prepare
+from .prepare import PreparedBatch, prepare
 from .scoring import Event, Scorer
 from .timestamps import MAX_REPORTED_ROWS, format_timestamps
 
@@ -76,8 +76,13 @@ def detect_chunk(
     scorer: Scorer,
     summary: Summary,
     first_row: int = 0,
+    keep: str = "all",
 ) -> pd.DataFrame:
-    """Score one chunk of rows and return its result rows, one per input row, in input order."""
+    """Score one chunk of rows and return its result rows, one per input row, in input order.
+
+    ``keep`` chooses the rows returned: ``all``, ``anomalous`` or ``none``. Every row is
+    scored and counted in ``summary`` whatever it is.
+    """
     batch = prepare(frame, config)
     scorable = batch.scorable
 
@@ -99,9 +104,15 @@ def detect_chunk(
         batch.timestamps,
         batch.inputs.to_numpy(dtype=np.float64),
     )
+    _check_finite(scores.residual, scores.score, scorable, first_row, config.target)
     summary.add(batch, scores.score, scores.is_anomaly)
+    positions = None
+    if keep == "anomalous":
+        positions = np.flatnonzero(scores.is_anomaly)
+    elif keep == "none":
+        positions = np.empty(0, dtype=np.int64)
     return result_rows(
-        batch, predicted, scores.residual, scores.score, scores.is_anomaly, first_row
+        batch, predicted, scores.residual, scores.score, scores.is_anomaly, first_row, positions
     )
 
 
@@ -112,50 +123,69 @@ def result_rows(
     score: np.ndarray,
     is_anomaly: np.ndarray,
     first_row: int,
+    positions: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Build the output table: result columns, then the echoed columns of the request."""
-    columns: dict[str, object] = {"row": np.arange(first_row, first_row + len(batch))}
+    """Build the output table: result columns, then the echoed columns of the request.
+
+    ``positions`` selects rows (all when None), so that rows not returned are not formatted.
+    """
+    if positions is None:
+        positions = np.arange(len(batch))
+    columns: dict[str, object] = {"row": first_row + positions}
     if batch.timestamps is not None:
-        columns["timestamp"] = format_timestamps(batch.timestamps).to_numpy()
+        columns["timestamp"] = format_timestamps(batch.timestamps.iloc[positions]).to_numpy()
     columns.update(
-        actual=batch.actual,
-        predicted=predicted,
-        residual=residual,
-        score=score,
-        is_anomaly=is_anomaly,
-        status=batch.status,
+        actual=batch.actual[positions],
+        predicted=predicted[positions],
+        residual=residual[positions],
+        score=score[positions],
+        is_anomaly=is_anomaly[positions],
+        status=batch.status[positions],
     )
     rows = pd.DataFrame(columns)
     if batch.passthrough.columns.empty:
         return rows
     # An echoed column never overwrites a result column: it gets a prefix instead. The frame
     # is joined once, because adding columns one by one costs time quadratic in their count.
-    echoed = batch.passthrough.set_axis(
-        [name if name not in rows.columns else f"input_{name}" for name in batch.passthrough],
-        axis=1,
-    ).reset_index(drop=True)
+    echoed = (
+        batch.passthrough.iloc[positions]
+        .set_axis(
+            [name if name not in rows.columns else f"input_{name}" for name in batch.passthrough],
+            axis=1,
+        )
+        .reset_index(drop=True)
+    )
     return pd.concat([rows, echoed], axis=1)
 
 
-def check_finite_results(rows: pd.DataFrame, events: list[dict], target: str) -> None:
-    """Reject results whose residuals, scores or event sums overflow 64-bit floats.
+def _check_finite(
+    residual: np.ndarray, score: np.ndarray, scorable: np.ndarray, first_row: int, target: str
+) -> None:
+    # Values near the float maximum (about 1.8e308) pass the input checks, but their
+    # differences and means can be infinite, which JSON cannot carry.
+    overflow = scorable & ~(np.isfinite(residual) & np.isfinite(score))
+    if overflow.any():
+        raise _overflow_error((first_row + np.flatnonzero(overflow)).tolist(), target)
 
-    Values near the float maximum (about 1.8e308) pass the input checks, but their
-    differences and sums can be infinite, which JSON cannot carry.
-    """
-    scored = (rows["status"] == STATUS_SCORED).to_numpy()
-    values = rows[["residual", "score"]].to_numpy(dtype=float)[scored]
-    overflow = rows["row"].to_numpy()[scored][~np.isfinite(values).all(axis=1)].tolist()
-    for event in events:
-        if not all(np.isfinite([event["peak_score"], event["mean_residual"]])):
-            overflow.append(event["start_row"])
+
+def check_finite_events(events: list[dict], target: str) -> None:
+    """Reject events whose sums overflow 64-bit floats (see ``_check_finite``)."""
+    overflow = [
+        event["start_row"]
+        for event in events
+        if not all(np.isfinite([event["peak_score"], event["mean_residual"]]))
+    ]
     if overflow:
-        listed = ", ".join(str(row) for row in sorted(set(overflow))[:MAX_REPORTED_ROWS])
-        raise InvalidValueError(
-            f"The residuals or scores near row(s) {listed} exceed the 64-bit floating-point "
-            "range (rows counted from 0). Check the values and units of the target column "
-            f"{target!r} and of the model inputs at those rows."
-        )
+        raise _overflow_error(overflow, target)
+
+
+def _overflow_error(rows: list[int], target: str) -> InvalidValueError:
+    listed = ", ".join(str(row) for row in sorted(set(rows))[:MAX_REPORTED_ROWS])
+    return InvalidValueError(
+        f"The residuals or scores near row(s) {listed} exceed the 64-bit floating-point "
+        "range (rows counted from 0). Check the values and units of the target column "
+        f"{target!r} and of the model inputs at those rows."
+    )
 
 
 def events_to_dicts(events: list[Event]) -> list[dict]:
