@@ -86,7 +86,6 @@ def component_gains(body: bytes, predictions: np.ndarray, repeats: int) -> list[
     text = body.decode()
     frame = reader.read_csv_text(text, text_columns=["timestamp"])
     batch = prepare(frame.copy(), scoring)
-    response = b"\n".join(b"%r" % value for value in predictions.tolist()) + b"\n"
 
     def payload(to_lines, split) -> None:
         lines = to_lines(batch.inputs)
@@ -97,10 +96,6 @@ def component_gains(body: bytes, predictions: np.ndarray, repeats: int) -> list[
         "payload in one % operation": (
             lambda: payload(endpoint_format.to_csv_lines, endpoint_format.split_payloads),
             lambda: payload(proposals.to_csv_lines, proposals.split_payloads),
-        ),
-        "plain predictions with float()": (
-            lambda: endpoint_format.parse_predictions(response, "text/csv", len(predictions)),
-            lambda: proposals.parse_predictions(response, "text/csv", len(predictions)),
         ),
         "timestamps with Arrow strptime": (
             lambda: timestamps.parse_timestamps(frame["timestamp"], "timestamp"),

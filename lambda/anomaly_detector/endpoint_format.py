@@ -81,6 +81,13 @@ def parse_predictions(body: bytes, content_type: str | None, expected: int) -> n
 
     if not looks_json and '"' not in text and "," not in text:
         items = text.split()  # the common CSV answer: one plain value per line
+        if len(items) == expected:
+            try:
+                values = np.array(list(map(float, items)), dtype=np.float64)
+            except ValueError:
+                values = None  # the item path below names the value that is not a number
+            if values is not None and np.isfinite(values).all():
+                return values
     else:
         items = _json_items(text) if looks_json else _csv_items(text)
 
