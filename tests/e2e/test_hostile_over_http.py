@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,21 @@ class Serve:
     port: int
     model: LocalModel
     output: list[str]
+
+    def settled_output(self, quiet_seconds: float = 0.5, limit_seconds: float = 10.0) -> int:
+        """Wait until no log line has arrived for ``quiet_seconds``; return the line count.
+
+        The server writes a request's log line after it sends the response, so a line can
+        arrive after the client already has its answer.
+        """
+        deadline = time.monotonic() + limit_seconds
+        count = len(self.output)
+        while time.monotonic() < deadline:
+            time.sleep(quiet_seconds)
+            if len(self.output) == count:
+                break
+            count = len(self.output)
+        return count
 
     def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, str]:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=HTTP_TIMEOUT_SECONDS)
@@ -149,7 +165,7 @@ def test_serve_logs_no_request_values(serve):
         "numeric cell": (build.with_cell(rows, 3, "torque", CANARY), 400),
         "column name": (build.csv_text(rows, [*build.HEADER[:5], CANARY]), 200),
     }
-    before = len(serve.output)
+    before = serve.settled_output()
 
     # When they are sent
     for name, (body, status) in bodies.items():
@@ -157,7 +173,7 @@ def test_serve_logs_no_request_values(serve):
         assert answer[0] == status, (name, answer)
 
     # Then the process logged the requests, but none of their values
-    logged = "".join(serve.output[before:])
+    logged = "".join(serve.output[before : serve.settled_output()])
     assert logged.count('"request scored"') == 2, logged[-2000:]
     assert logged.count('"request rejected"') == 1
     assert CANARY not in "".join(serve.output)
