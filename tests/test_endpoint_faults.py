@@ -242,11 +242,11 @@ FAULTS = {
     ),
     "connect timeout": (
         [ConnectTimeoutError(endpoint_url=FAKE_URL)] * RETRY_ATTEMPTS,
-        504, "endpoint_timeout", ["did not answer in time", "fewer rows"],
+        504, "endpoint_timeout", ["did not respond in time", "fewer rows"],
     ),
     "read timeout": (
         [ReadTimeoutError(endpoint_url=FAKE_URL)] * RETRY_ATTEMPTS,
-        504, "endpoint_timeout", ["did not answer in time"],
+        504, "endpoint_timeout", ["did not respond in time"],
     ),
     "connection refused": (
         [EndpointConnectionError(endpoint_url=FAKE_URL)] * RETRY_ATTEMPTS,
@@ -431,7 +431,7 @@ def test_slow_endpoint_answers_504_in_time(run_request, stalled):
     assert run.response["statusCode"] == 504
     error = run.error()
     assert error["code"] == "endpoint_timeout"
-    assert "did not answer within the time the API allows" in error["message"]
+    assert "did not respond within the time the API allows" in error["message"]
     assert run.seconds < 3.0
     assert run.scored_calls == 0
 

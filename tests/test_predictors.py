@@ -375,11 +375,11 @@ class EchoRuntime:
 @pytest.mark.parametrize(
     ("error", "error_class", "expected"),
     [
-        (ReadTimeoutError(endpoint_url=FAKE_URL), EndpointTimeoutError, "did not answer in time"),
+        (ReadTimeoutError(endpoint_url=FAKE_URL), EndpointTimeoutError, "did not respond in time"),
         (
             ConnectTimeoutError(endpoint_url=FAKE_URL),
             EndpointTimeoutError,
-            "did not answer in time",
+            "did not respond in time",
         ),
         (
             EndpointConnectionError(endpoint_url=FAKE_URL),
@@ -544,6 +544,6 @@ def test_slow_endpoint_stops_at_deadline():
     )
     started = time.monotonic()
 
-    with pytest.raises(EndpointTimeoutError, match="did not answer within the time"):
+    with pytest.raises(EndpointTimeoutError, match="did not respond within the time"):
         predictor.predict(pd.DataFrame({"x": [1.0, 2.0]}))
     assert time.monotonic() - started < 2.0

@@ -318,8 +318,8 @@ def test_json_numbers_as_strings_kept():
         (b'{"records": {"torque": 1}}', "got an object"),
         (b"[1, 2]", "Record 0 of the JSON body is a number, not an object"),
         (b'[{"torque": 1}, "x"]', "Record 1 of the JSON body is a string"),
-        (b'[{"torque": 1}, {"torque": {"value": 2}}]', "Record 1, key 'torque' holds an object"),
-        (b'[{"torque": [1, 2]}]', "Record 0, key 'torque' holds a list"),
+        (b'[{"torque": 1}, {"torque": {"value": 2}}]', "Record 1, key 'torque' contains an object"),
+        (b'[{"torque": [1, 2]}]', "Record 0, key 'torque' contains a list"),
         (b'[{"torque": 1},]', "not valid JSON"),
     ],
     ids=[

@@ -461,7 +461,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     labels = pd.to_numeric(frame[args.label_column], errors="coerce")
     known = labels.notna().to_numpy()
     if not known.any():
-        raise RequestError(f"Column {args.label_column!r} holds no numeric labels.")
+        raise RequestError(f"Column {args.label_column!r} contains no numeric labels.")
     predicted = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
     result = evaluate(predicted[known], labels.to_numpy()[known] > 0.5)
 

@@ -79,7 +79,7 @@ class EndpointUnavailableError(EndpointError):
 
 
 class EndpointTimeoutError(EndpointError):
-    """The endpoint did not answer in the time the API allows."""
+    """The endpoint did not respond in the time the API allows."""
 
     status = 504
     code = "endpoint_timeout"

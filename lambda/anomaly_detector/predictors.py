@@ -156,7 +156,7 @@ class SageMakerPredictor:
                 payload, content_type = future.result(timeout=self.deadline())
         except FutureTimeoutError as error:
             raise EndpointTimeoutError(
-                f"The endpoint {self.endpoint_name!r} did not answer within the time the API "
+                f"The endpoint {self.endpoint_name!r} did not respond within the time the API "
                 f"allows ({time.monotonic() - started:.1f} s). Send fewer rows per request, or "
                 "check the endpoint's latency."
             ) from error
@@ -164,7 +164,7 @@ class SageMakerPredictor:
             raise self._client_error(error) from error
         except (ReadTimeoutError, ConnectTimeoutError) as error:
             raise EndpointTimeoutError(
-                f"The endpoint {self.endpoint_name!r} did not answer in time "
+                f"The endpoint {self.endpoint_name!r} did not respond in time "
                 f"({time.monotonic() - started:.1f} s). Send fewer rows per request, or check "
                 "the endpoint's latency."
             ) from error

@@ -79,7 +79,7 @@ def to_numbers(values: pd.Series, column: str) -> np.ndarray:
     """Convert a column to float64; raise with the rows of cells that are not finite numbers."""
     if pd.api.types.is_bool_dtype(values):
         raise InvalidValueError(
-            f"Column {column!r} holds true/false values, not measurements. Send numbers."
+            f"Column {column!r} contains true/false values, not measurements. Send numbers."
         )
     if pd.api.types.is_numeric_dtype(values):
         numbers = values.to_numpy(dtype="float64", na_value=np.nan)

@@ -312,7 +312,7 @@ def read_json_text(text: str) -> pd.DataFrame:
             f'"records" list; got {_json_type(document)}.'
         )
     if not document:
-        raise EmptyRequestError("The JSON body holds no records. Send at least one record.")
+        raise EmptyRequestError("The JSON body contains no records. Send at least one record.")
     for row, record in enumerate(document):
         check_record(row, record)
     if _SURROGATE_ESCAPE.search(text):
@@ -335,7 +335,7 @@ def check_record(row: int, record: Any) -> None:
     for key, value in record.items():
         if isinstance(value, dict | list):
             raise RequestError(
-                f"Record {row}, key {key!r} holds {_json_type(value)}; values must be numbers, "
+                f"Record {row}, key {key!r} contains {_json_type(value)}; values must be numbers, "
                 "strings, booleans or null. Flatten nested values into their own columns."
             )
 
@@ -376,7 +376,7 @@ def _check_strings_encodable(records: list[dict]) -> None:
             for text in (key, value):
                 if isinstance(text, str) and not _encodable(text):
                     raise RequestError(
-                        f"Record {row}, key {key!r} holds "
+                        f"Record {row}, key {key!r} contains "
                         "an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff). Escape "
                         "characters outside the Basic Multilingual Plane as surrogate pairs, "
                         "or send them as UTF-8."
