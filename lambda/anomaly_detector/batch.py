@@ -172,6 +172,19 @@ class FileResult:
     plot: PlotData
 
 
+def _to_file_rows(events: list[dict], first_row: int) -> list[dict]:
+    """Number event rows as scored.csv's ``row`` column does: data rows of the whole file."""
+    if first_row == 0:
+        return events
+    for event in events:
+        for key in ("start_row", "end_row", "peak_row"):
+            event[key] += first_row
+        for key in ("start", "end"):
+            if isinstance(event[key], int):  # rows stand in for times without timestamps
+                event[key] += first_row
+    return events
+
+
 def detect_file(
     path: Path,
     config: ScoringConfig,
@@ -219,7 +232,7 @@ def detect_file(
 
     if summary.rows == 0:
         raise EmptyRequestError(f"No data rows selected from {path}.")
-    events = events_to_dicts(scorer.finish())
+    events = _to_file_rows(events_to_dicts(scorer.finish()), rows.start)
     check_finite_events(events, config.target)
     summary.events = len(events)
     summary_dict = summary.to_dict(config)
