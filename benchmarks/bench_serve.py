@@ -131,7 +131,7 @@ def load(port: int, body: bytes, clients: int, seconds: float) -> dict:
 
 def in_process_time(model_dir, body: bytes, repeats: int = 30) -> float:
     """Median time of the same request through DetectionService in this process."""
-    from anomaly_detector.config import ScoringConfig, ServiceConfig, Span
+    from anomaly_detector.config import ServiceConfig
     from anomaly_detector.handler import DetectionService
     from anomaly_detector.local_model import LocalModel
     from anomaly_detector.local_server import ModelEndpointServer, start_in_thread
@@ -142,15 +142,9 @@ def in_process_time(model_dir, body: bytes, repeats: int = 30) -> float:
     start_in_thread(endpoint)
     os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint.url
     try:
-        scoring = ScoringConfig(
-            target=card.target,
-            inputs=tuple(card.inputs),
-            threshold=card.threshold,
-            timestamp_column=card.timestamp_column,
-            window=Span.parse(card.window, "window"),
-            min_duration=Span.parse(card.min_duration, "min_duration"),
+        config = ServiceConfig(
+            scoring=card.scoring_config(), endpoint_name="local-model", metrics_mode="off"
         )
-        config = ServiceConfig(scoring=scoring, endpoint_name="local-model", metrics_mode="off")
         service = DetectionService(config)
         event = proxy_event(body.decode())
         times = []

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import ConfigurationError, ScoringConfig, Span
@@ -84,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="1",
         help="minimum event duration recorded as the default for detect: rows "
         "or a time span (default 1 row)",
+    )
+    train.add_argument(
+        "--threshold-method",
+        choices=["rmse", "calibrated"],
+        default="rmse",
+        help="rmse: threshold = 2 x validation RMSE (default). calibrated: blocked "
+        "cross-validation gives every training row an out-of-time residual, these are "
+        "smoothed with --window, and the threshold is their highest score; the model is then "
+        "refitted on every row",
+    )
+    train.add_argument(
+        "--cv-folds",
+        type=int,
+        default=5,
+        metavar="K",
+        help="blocks of time for --threshold-method calibrated (default 5)",
     )
     train.add_argument("--model-dir", required=True, type=Path, help="directory to write")
 
@@ -181,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="column that is 1 (or true) on anomalous rows, 0 elsewhere",
     )
+    evaluate.add_argument(
+        "--events",
+        type=Path,
+        metavar="PATH",
+        help="events.json from the same detect run: count the rows inside reported events "
+        "(runs that lasted the minimum duration) instead of every row with is_anomaly",
+    )
     return parser
 
 
@@ -249,16 +273,32 @@ def run_train(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         window=args.window,
         min_duration=args.min_duration,
+        threshold_method=args.threshold_method,
+        cv_folds=args.cv_folds,
     )
-    print(
-        f"trained {card.algorithm} on {card.training_rows} rows "
-        f"(held out {card.validation_rows}, dropped {card.dropped_rows} incomplete)"
-    )
+    if card.threshold_method == "calibrated":
+        print(
+            f"trained {card.algorithm} on {card.training_rows} rows "
+            f"(dropped {card.dropped_rows} incomplete)"
+        )
+    else:
+        print(
+            f"trained {card.algorithm} on {card.training_rows} rows "
+            f"(held out {card.validation_rows}, dropped {card.dropped_rows} incomplete)"
+        )
     print(f"  target     {card.target}")
     print(f"  inputs     {', '.join(card.inputs)}")
     print(f"  timestamp  {card.timestamp_column or '(none)'}")
     print(f"  validation RMSE {card.validation_rmse:.4g}, MAE {card.validation_mae:.4g}")
-    print(f"  threshold  {card.threshold:.4g} (2 x RMSE)")
+    if card.threshold_method == "calibrated":
+        cal = card.calibration
+        print(
+            f"  threshold  {card.threshold:.4g} (highest out-of-time score with window "
+            f"{cal['window']}, {cal['folds']} folds; {cal['threshold_over_cv_rmse']:.3g} x "
+            f"cross-validated RMSE {cal['cv_rmse']:.4g})"
+        )
+    else:
+        print(f"  threshold  {card.threshold:.4g} (2 x RMSE)")
     print(f"  written to {args.model_dir}")
     return 0
 
@@ -306,6 +346,17 @@ def _detect_setup(args: argparse.Namespace, build_client: bool = True):
             window=Span.parse(args.window or card.window, "--window"),
             min_duration=Span.parse(args.min_duration or card.min_duration, "--min-duration"),
         )
+        if (
+            card.threshold_method == "calibrated"
+            and args.threshold is None
+            and str(config.window) != card.calibration["window"]
+        ):
+            print(
+                f"warning: the threshold was calibrated for window {card.calibration['window']}, "
+                f"not {config.window}; train again with --window {config.window} or give "
+                "--threshold.",
+                file=sys.stderr,
+            )
         return config, model
 
     import boto3
@@ -449,6 +500,24 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
     console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
 
 
+def _read_events(path: Path) -> list[dict]:
+    try:
+        events = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise RequestError(f"Cannot read events from {path}: {error}.") from error
+    if not isinstance(events, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("start_row"), int)
+        and isinstance(e.get("end_row"), int)
+        for e in events
+    ):
+        raise RequestError(
+            f"{path} is not an events.json from detect: expected a list of events with "
+            "start_row and end_row."
+        )
+    return events
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
@@ -462,7 +531,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     known = labels.notna().to_numpy()
     if not known.any():
         raise RequestError(f"Column {args.label_column!r} contains no numeric labels.")
-    predicted = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+    if args.events is not None:
+        from .evaluation import event_flags
+
+        predicted = event_flags(
+            _read_events(args.events),
+            frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame)),
+            (frame["status"] == "scored").to_numpy()
+            if "status" in frame.columns
+            else np.ones(len(frame), dtype=bool),
+        )
+    else:
+        predicted = (
+            frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+        )
     result = evaluate(predicted[known], labels.to_numpy()[known] > 0.5)
 
     def show(value):

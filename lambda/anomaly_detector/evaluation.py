@@ -73,3 +73,18 @@ def evaluate(predicted: np.ndarray, labels: np.ndarray) -> Evaluation:
         predicted_runs=len(predicted_runs),
         false_runs=false_runs,
     )
+
+
+def event_flags(events: list[dict], rows: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Flag the rows inside reported events: what operators are warned about.
+
+    ``rows`` contains each row's number as in scored.csv's ``row`` column and ``scored`` whether
+    the row was scored. A row is flagged when it was scored and its number lies between an
+    event's ``start_row`` and ``end_row``. Anomalous rows in runs shorter than the minimum
+    duration are not flagged, unlike ``is_anomaly``.
+    """
+    rows = np.asarray(rows)
+    flags = np.zeros(len(rows), dtype=bool)
+    for event in events:
+        flags |= (rows >= event["start_row"]) & (rows <= event["end_row"])
+    return flags & np.asarray(scored, dtype=bool)

@@ -4,6 +4,15 @@
 last part of the training range (in time order) to measure its error, and writes a model
 directory: ``model.txt`` (LightGBM's text format, loaded without unpickling) and
 ``model_card.json``. The Lambda never imports this module.
+
+Two ways to set the threshold are recorded in the card as ``threshold_method``:
+
+- ``rmse`` (default): 2 x the validation RMSE, the product's rule.
+- ``calibrated``: blocked cross-validation in time order gives every training row an
+  out-of-time residual; these are smoothed exactly as ``detect`` smooths live residuals
+  (same window), and the threshold is the highest smoothed score. Nothing in the training
+  data would have raised an alarm, and the threshold already accounts for the window, which
+  2 x RMSE does not. The final model is then fitted on every training row.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .config import DEFAULT_MIN_DURATION, DEFAULT_WINDOW
+from .config import DEFAULT_MIN_DURATION, DEFAULT_WINDOW, ScoringConfig, Span
 from .errors import ConfigurationError, RequestError
 from .prepare import resolve_columns, to_numbers
+from .scoring import Scorer
 from .timestamps import parse_timestamps
 
 MODEL_FILE = "model.txt"
@@ -32,6 +42,8 @@ DEFAULT_VALIDATION_FRACTION = 0.2
 MIN_TRAINING_ROWS = 50
 # Threshold = this many times the validation RMSE, the product's default.
 THRESHOLD_RMSE_FACTOR = 2.0
+THRESHOLD_METHODS = ("rmse", "calibrated")
+DEFAULT_CV_FOLDS = 5
 NUM_BOOST_ROUNDS = 300
 LIGHTGBM_PARAMS = {
     "objective": "regression",
@@ -66,7 +78,21 @@ class ModelCard:
     algorithm: str = "LightGBM gradient-boosted trees"
     parameters: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
+    threshold_method: str = "rmse"
+    # For threshold_method "calibrated": folds, out-of-time RMSE, rows the maximum was over.
+    calibration: dict | None = None
     format: int = CARD_FORMAT
+
+    def scoring_config(self) -> ScoringConfig:
+        """Build the scoring settings this card records: target, inputs, threshold, window."""
+        return ScoringConfig(
+            target=self.target,
+            inputs=tuple(self.inputs),
+            threshold=self.threshold,
+            timestamp_column=self.timestamp_column,
+            window=Span.parse(self.window, "window"),
+            min_duration=Span.parse(self.min_duration, "min_duration"),
+        )
 
     def save(self, directory: Path) -> None:
         (directory / CARD_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -157,16 +183,34 @@ def train(
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     window: str = DEFAULT_WINDOW,
     min_duration: str = DEFAULT_MIN_DURATION,
+    threshold_method: str = "rmse",
+    cv_folds: int = DEFAULT_CV_FOLDS,
 ) -> ModelCard:
     """Fit the model on normal-operation rows and write the model directory.
 
     The last ``validation_fraction`` of the rows (in time order when there is a timestamp)
-    is held out; the validation RMSE and MAE come from those rows, in the target's unit,
-    and the suggested threshold is 2 x RMSE.
+    is held out; the validation RMSE and MAE come from those rows, in the target's unit.
+    With ``threshold_method="rmse"`` the threshold is 2 x RMSE and the model is the one
+    fitted without the held-out rows. With ``"calibrated"`` the threshold is the highest
+    ``window``-smoothed score of out-of-time residuals from ``cv_folds`` blocked folds, and
+    the model is refitted on every row.
     """
     if not 0 < validation_fraction < 1:
         raise ConfigurationError(
             f"validation_fraction must be between 0 and 1, got {validation_fraction}."
+        )
+    if threshold_method not in THRESHOLD_METHODS:
+        raise ConfigurationError(
+            f"Unknown threshold method {threshold_method!r}; use one of "
+            f"{', '.join(THRESHOLD_METHODS)}."
+        )
+    if not 2 <= cv_folds <= 20:
+        raise ConfigurationError(f"cv_folds must be between 2 and 20, got {cv_folds}.")
+    window_span = Span.parse(window, "window")
+    if window_span.is_time and not timestamp_column:
+        raise ConfigurationError(
+            f"The window {window} is a time span, so a timestamp column is required; "
+            "give --timestamp or a number of rows."
         )
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
@@ -197,11 +241,7 @@ def train(
     fit_x, fit_y = matrix.iloc[:split], y[:split]
     val_x, val_y = matrix.iloc[split:], y[split:]
 
-    booster = lightgbm.train(
-        LIGHTGBM_PARAMS,
-        lightgbm.Dataset(fit_x.to_numpy(), label=fit_y, params={"verbose": -1}),
-        num_boost_round=NUM_BOOST_ROUNDS,
-    )
+    booster = _fit(fit_x.to_numpy(), fit_y)
     errors = val_y - booster.predict(val_x.to_numpy())
     rmse = float(np.sqrt(np.mean(errors**2)))
     mae = float(np.mean(np.abs(errors)))
@@ -210,6 +250,16 @@ def train(
             "The validation error is zero or not a number, so no threshold can be derived: "
             "the target may be constant. Choose another target or more varied training data."
         )
+    threshold = THRESHOLD_RMSE_FACTOR * rmse
+    calibration = None
+    if threshold_method == "calibrated":
+        x_all = matrix.to_numpy()
+        residuals = out_of_time_residuals(x_all, y, cv_folds)
+        threshold, calibration = calibrated_threshold(
+            residuals, window_span, None if times is None else times.reset_index(drop=True)
+        )
+        calibration["folds"] = cv_folds
+        booster = _fit(x_all, y)
 
     directory = Path(model_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -219,17 +269,19 @@ def train(
         inputs=list(inputs),
         validation_rmse=round(rmse, 6),
         validation_mae=round(mae, 6),
-        threshold=round(THRESHOLD_RMSE_FACTOR * rmse, 6),
+        threshold=round(threshold, 6),
         timestamp_column=timestamp_column,
         window=window,
         min_duration=min_duration,
-        training_rows=int(split),
+        training_rows=int(len(y) if threshold_method == "calibrated" else split),
         validation_rows=int(len(y) - split),
         dropped_rows=dropped,
         time_range=None
         if times is None
         else [times.iloc[0].isoformat(), times.iloc[-1].isoformat()],
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        threshold_method=threshold_method,
+        calibration=calibration,
         parameters={**LIGHTGBM_PARAMS, "num_boost_round": NUM_BOOST_ROUNDS},
         versions={
             "anomaly_detector": __version__,
@@ -241,3 +293,72 @@ def train(
     )
     card.save(directory)
     return card
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> lightgbm.Booster:
+    return lightgbm.train(
+        LIGHTGBM_PARAMS,
+        lightgbm.Dataset(x, label=y, params={"verbose": -1}),
+        num_boost_round=NUM_BOOST_ROUNDS,
+    )
+
+
+def out_of_time_residuals(x: np.ndarray, y: np.ndarray, folds: int) -> np.ndarray:
+    """Residual of every row from a model fitted without that row's block of time.
+
+    The rows, in time order, are cut into ``folds`` contiguous blocks; each block is predicted
+    by a model fitted on the other blocks. Contiguous blocks keep neighbouring, correlated
+    rows out of the fit, so the residuals show the error on unseen time, as in detect.
+    """
+    bounds = np.linspace(0, len(y), folds + 1).astype(int)
+    residuals = np.empty(len(y))
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        keep = np.r_[0:start, end : len(y)]
+        model = _fit(x[keep], y[keep])
+        residuals[start:end] = y[start:end] - model.predict(x[start:end])
+    return residuals
+
+
+def calibrated_threshold(
+    residuals: np.ndarray, window: Span, times: pd.Series | None
+) -> tuple[float, dict]:
+    """Return the highest score of ``residuals`` smoothed as detect smooths them, after warm-up.
+
+    Rows before the first full window are left out: their partial windows average fewer
+    residuals, so their scores are noisier than any later row's.
+    """
+    config = ScoringConfig(
+        target="target",
+        inputs=("input",),
+        threshold=1.0,
+        timestamp_column="time" if times is not None else None,
+        window=window,
+    )
+    scored = Scorer(config).score(
+        residuals, np.zeros(len(residuals)), np.ones(len(residuals), dtype=bool), times
+    )
+    if window.is_time:
+        first = times.min()
+        full = (times >= first + window.time).to_numpy()
+    else:
+        full = np.arange(len(residuals)) >= window.rows - 1
+    scores = scored.score[full]
+    scores = scores[np.isfinite(scores)]
+    if len(scores) == 0:
+        raise RequestError(
+            f"The training data is shorter than the window {window}, so the threshold cannot be "
+            "calibrated. Use a shorter window or more training rows."
+        )
+    threshold = float(np.max(scores))
+    if not math.isfinite(threshold) or threshold <= 0:
+        raise RequestError(
+            "The out-of-time residuals are all zero, so no threshold can be calibrated: the "
+            "target may be constant. Choose another target or more varied training data."
+        )
+    rmse = float(np.sqrt(np.mean(residuals**2)))
+    return threshold, {
+        "cv_rmse": round(rmse, 6),
+        "window": str(window),
+        "scored_rows": int(len(scores)),
+        "threshold_over_cv_rmse": round(threshold / rmse, 4),
+    }

@@ -1,0 +1,326 @@
+"""Calibrated thresholds and event-level evaluation, on small synthetic cases with known results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_detector.batch import RowRange, detect_file
+from anomaly_detector.cli import main
+from anomaly_detector.config import ScoringConfig, Span
+from anomaly_detector.errors import ConfigurationError, RequestError
+from anomaly_detector.evaluation import event_flags
+from anomaly_detector.local_model import (
+    LocalModel,
+    calibrated_threshold,
+    out_of_time_residuals,
+    train,
+)
+
+
+def _times(count: int, start: str = "2026-01-05 08:00:00") -> pd.Series:
+    return pd.Series(pd.date_range(start, periods=count, freq="1s", tz="UTC"))
+
+
+def _machine(rows: int, seed: int, shift_rows: slice | None = None, shift: float = 0.0):
+    """Target = 2 x speed + 0.5 x load + noise (sd 0.1), optionally shifted on some rows."""
+    rng = np.random.default_rng(seed)
+    speed = rng.uniform(0, 10, rows)
+    load = rng.uniform(0, 4, rows)
+    target = 2 * speed + 0.5 * load + rng.normal(0, 0.1, rows)
+    if shift_rows is not None:
+        target[shift_rows] += shift
+    return pd.DataFrame(
+        {
+            "time": _times(rows).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "speed": speed,
+            "load": load,
+            "temperature": target,
+        }
+    )
+
+
+# -- out-of-time residuals -----------------------------------------------------------------
+
+
+def test_out_of_time_residuals_expose_shifted_block():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (500, 1))
+    y = 4 * x[:, 0]
+    y[300:400] += 5.0  # the fourth of five blocks sits 5 above what x explains
+
+    residuals = out_of_time_residuals(x, y, folds=5)
+
+    assert residuals[300:400].mean() == pytest.approx(5.0, abs=0.6)
+    for start in (0, 100, 200, 400):
+        assert abs(residuals[start : start + 100].mean()) < 1.5
+
+
+def test_out_of_time_residuals_cover_every_row_once():
+    x = np.arange(103, dtype=float).reshape(-1, 1)
+    y = np.zeros(103)
+
+    residuals = out_of_time_residuals(x, y, folds=4)
+
+    assert residuals.shape == (103,)
+    assert np.all(np.isfinite(residuals))
+
+
+# -- calibrated threshold ------------------------------------------------------------------
+
+
+def test_calibrated_threshold_is_the_highest_full_window_mean():
+    residuals = np.array([0, 0, 0, 0, 6, 0, 0, 0, 0, 0], dtype=float)
+
+    threshold, details = calibrated_threshold(residuals, Span(rows=3), None)
+
+    assert threshold == pytest.approx(2.0)
+    assert details["window"] == "3"
+    assert details["scored_rows"] == 8  # rows 2..9 have a full 3-row window
+    assert details["cv_rmse"] == pytest.approx(np.sqrt(36 / 10), abs=1e-6)
+
+
+def test_calibrated_threshold_leaves_out_partial_windows():
+    # Row 0's 9 only ever appears in partial windows (rows 0 and 1) or in row 2's full
+    # window, where it is averaged with two zeros.
+    residuals = np.array([9, 0, 0, 0, 0, 0], dtype=float)
+
+    threshold, _ = calibrated_threshold(residuals, Span(rows=3), None)
+
+    assert threshold == pytest.approx(3.0)
+
+
+def test_calibrated_threshold_uses_time_windows_like_detect():
+    residuals = np.array([6, 0, 0, 0, 3, 0, 0], dtype=float)
+    times = _times(len(residuals))
+
+    threshold, details = calibrated_threshold(residuals, Span.parse("3s", "w"), times)
+
+    # (t - 3 s, t] contains three rows; row 0's 6 is only in windows before the first full one.
+    assert threshold == pytest.approx(1.0)
+    assert details["window"] == "3s"
+    assert details["scored_rows"] == 4
+
+
+def test_calibrated_threshold_rejects_short_data():
+    with pytest.raises(RequestError, match="shorter than the window 10"):
+        calibrated_threshold(np.ones(5), Span(rows=10), None)
+
+
+def test_calibrated_threshold_rejects_zero_residuals():
+    with pytest.raises(RequestError, match="all zero"):
+        calibrated_threshold(np.zeros(20), Span(rows=3), None)
+
+
+# -- train ---------------------------------------------------------------------------------
+
+
+def test_train_calibrated_records_method_and_fits_every_row(tmp_path):
+    frame = _machine(600, seed=1)
+
+    card = train(
+        frame,
+        target="temperature",
+        inputs=["speed", "load"],
+        model_dir=tmp_path,
+        timestamp_column="time",
+        window="10",
+        threshold_method="calibrated",
+    )
+
+    saved = json.loads((tmp_path / "model_card.json").read_text())
+    assert saved["threshold_method"] == "calibrated"
+    assert saved["calibration"]["folds"] == 5
+    assert saved["calibration"]["window"] == "10"
+    assert saved["calibration"]["scored_rows"] == 591
+    assert card.training_rows == 600
+    assert card.threshold == saved["threshold"]
+    # The smoothed out-of-time error of a 0.1-sd-noise model is well under 2 x RMSE.
+    assert 0 < card.threshold < 2 * saved["calibration"]["cv_rmse"]
+
+
+def test_train_calibrated_threshold_matches_an_independent_computation(tmp_path):
+    frame = _machine(300, seed=2)
+
+    card = train(
+        frame,
+        target="temperature",
+        inputs=["speed", "load"],
+        model_dir=tmp_path,
+        window="7",
+        threshold_method="calibrated",
+        cv_folds=3,
+    )
+
+    residuals = out_of_time_residuals(
+        frame[["speed", "load"]].to_numpy(), frame["temperature"].to_numpy(), folds=3
+    )
+    smoothed = pd.Series(np.abs(residuals)).rolling(7).mean().dropna()
+    assert card.threshold == pytest.approx(smoothed.max(), abs=1e-6)
+
+
+def test_train_default_keeps_two_times_rmse(tmp_path):
+    card = train(
+        _machine(300, seed=4), target="temperature", inputs=["speed", "load"], model_dir=tmp_path
+    )
+
+    assert card.threshold_method == "rmse"
+    assert card.calibration is None
+    assert card.threshold == pytest.approx(2 * card.validation_rmse, abs=1e-5)
+    assert card.training_rows == 240
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"threshold_method": "quantile"}, ConfigurationError, "Unknown threshold method"),
+        ({"threshold_method": "calibrated", "cv_folds": 1}, ConfigurationError, "cv_folds"),
+        ({"window": "30s"}, ConfigurationError, "timestamp column is required"),
+        ({"threshold_method": "calibrated", "window": "500"}, RequestError, "shorter than"),
+    ],
+)
+def test_train_rejects_unusable_calibration_settings(tmp_path, options, error, message):
+    with pytest.raises(error, match=message):
+        train(
+            _machine(300, seed=5),
+            target="temperature",
+            inputs=["speed", "load"],
+            model_dir=tmp_path,
+            **options,
+        )
+
+
+# -- detection with a calibrated threshold ---------------------------------------------------
+
+
+def test_calibrated_model_finds_exactly_the_injected_shift(tmp_path):
+    """A 5-sd shift on rows 200-259 of unseen data is one event, and nothing else is."""
+    model_dir = tmp_path / "model"
+    train(
+        _machine(600, seed=6),
+        target="temperature",
+        inputs=["speed", "load"],
+        model_dir=model_dir,
+        timestamp_column="time",
+        window="10s",
+        min_duration="10s",
+        threshold_method="calibrated",
+    )
+    data = tmp_path / "live.csv"
+    _machine(400, seed=7, shift_rows=slice(200, 260), shift=0.5).to_csv(data, index=False)
+    model = LocalModel(model_dir)
+
+    result = detect_file(data, model.card.scoring_config(), model, tmp_path / "out")
+
+    assert len(result.events) == 1
+    event = result.events[0]
+    assert 200 <= event["start_row"] <= 205
+    assert 259 <= event["end_row"] <= 269
+    assert event["direction"] == "above"
+
+
+# -- event rows and event-level evaluation ---------------------------------------------------
+
+
+def test_event_rows_match_scored_csv_rows(tmp_path):
+    data = tmp_path / "live.csv"
+    frame = _machine(300, seed=8, shift_rows=slice(220, 260), shift=4.0).drop(columns="time")
+    frame.to_csv(data, index=False)
+    model_dir = tmp_path / "model"
+    train(frame.iloc[:150], target="temperature", inputs=["speed", "load"], model_dir=model_dir)
+    model = LocalModel(model_dir)
+    config = ScoringConfig(
+        target="temperature", inputs=("speed", "load"), threshold=2.0, min_duration=Span(rows=10)
+    )
+
+    result = detect_file(data, config, model, tmp_path / "out", rows=RowRange(150, None))
+
+    scored = pd.read_csv(tmp_path / "out" / "scored.csv")
+    [event] = result.events
+    inside = scored[(scored["row"] >= event["start_row"]) & (scored["row"] <= event["end_row"])]
+    assert inside["is_anomaly"].all()
+    assert event["start"] == event["start_row"]
+    assert 220 <= event["start_row"] <= 226  # file rows; scored-range rows would be 70-76
+    assert scored.loc[scored["row"] == event["peak_row"], "score"].item() == pytest.approx(
+        event["peak_score"]
+    )
+
+
+def test_event_flags_keep_only_scored_rows_inside_events():
+    rows = np.arange(100, 110)
+    scored = np.ones(10, dtype=bool)
+    scored[3] = False
+    events = [{"start_row": 102, "end_row": 104}, {"start_row": 108, "end_row": 108}]
+
+    flags = event_flags(events, rows, scored)
+
+    assert flags.tolist() == [False, False, True, False, True, False, False, False, True, False]
+
+
+def _scored_csv(path: Path) -> None:
+    pd.DataFrame(
+        {
+            "row": range(10),
+            "status": ["scored"] * 10,
+            # Rows 2-4 are one 3-row breach; row 8 is a 1-row blip, too short to be an event.
+            "is_anomaly": [0, 0, 1, 1, 1, 0, 0, 0, 1, 0],
+            "label": [0, 0, 1, 1, 1, 1, 0, 0, 0, 0],
+        }
+    ).to_csv(path, index=False)
+
+
+def test_evaluate_events_counts_only_rows_in_reported_events(tmp_path, capsys):
+    scored = tmp_path / "scored.csv"
+    _scored_csv(scored)
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([{"start_row": 2, "end_row": 4}]))
+
+    assert main(["evaluate", str(scored), "--label-column", "label", "--events", str(events)]) == 0
+    by_events = json.loads((tmp_path / "evaluation.json").read_text())
+    assert main(["evaluate", str(scored), "--label-column", "label"]) == 0
+    by_rows = json.loads((tmp_path / "evaluation.json").read_text())
+
+    assert (by_events["tp"], by_events["fp"], by_events["fn"]) == (3, 0, 1)
+    assert (by_rows["tp"], by_rows["fp"], by_rows["fn"]) == (3, 1, 1)
+
+
+def test_evaluate_rejects_invalid_events_file(tmp_path, capsys):
+    scored = tmp_path / "scored.csv"
+    _scored_csv(scored)
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps({"events": []}))
+
+    code = main(["evaluate", str(scored), "--label-column", "label", "--events", str(events)])
+
+    assert code == 2
+    assert "is not an events.json from detect" in capsys.readouterr().err
+
+
+def test_detect_warns_on_window_mismatch(tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    _machine(300, seed=9).to_csv(data, index=False)
+    model_dir = tmp_path / "model"
+    args = ["train", str(data), "--target", "temperature", "--model-dir", str(model_dir)]
+    assert main([*args, "--window", "10", "--threshold-method", "calibrated"]) == 0
+    assert "highest out-of-time score with window 10" in capsys.readouterr().out
+
+    code = main(
+        [
+            "detect",
+            str(data),
+            "--model-dir",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--window",
+            "20",
+            "--no-figures",
+        ]
+    )
+
+    assert code == 0
+    assert "calibrated for window 10, not 20" in capsys.readouterr().err
