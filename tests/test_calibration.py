@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,20 +76,22 @@ def test_out_of_time_residuals_cover_every_row_once():
 
 
 def test_calibrated_threshold_is_the_highest_full_window_mean():
-    residuals = np.array([0, 0, 0, 0, 6, 0, 0, 0, 0, 0], dtype=float)
+    residuals = np.zeros(60)
+    residuals[4] = 6
 
     threshold, details = calibrated_threshold(residuals, Span(rows=3), None)
 
     assert threshold == pytest.approx(2.0)
     assert details["window"] == "3"
-    assert details["scored_rows"] == 8  # rows 2..9 have a full 3-row window
-    assert details["cv_rmse"] == pytest.approx(np.sqrt(36 / 10), abs=1e-6)
+    assert details["scored_rows"] == 58  # rows 2..59 have a full 3-row window
+    assert details["cv_rmse"] == pytest.approx(np.sqrt(36 / 60), abs=1e-6)
 
 
 def test_calibrated_threshold_leaves_out_partial_windows():
     # Row 0's 9 only ever appears in partial windows (rows 0 and 1) or in row 2's full
     # window, where it is averaged with two zeros.
-    residuals = np.array([9, 0, 0, 0, 0, 0], dtype=float)
+    residuals = np.zeros(60)
+    residuals[0] = 9
 
     threshold, _ = calibrated_threshold(residuals, Span(rows=3), None)
 
@@ -95,7 +99,8 @@ def test_calibrated_threshold_leaves_out_partial_windows():
 
 
 def test_calibrated_threshold_uses_time_windows_like_detect():
-    residuals = np.array([6, 0, 0, 0, 3, 0, 0], dtype=float)
+    residuals = np.zeros(60)
+    residuals[0], residuals[4] = 6, 3
     times = _times(len(residuals))
 
     threshold, details = calibrated_threshold(residuals, Span.parse("3s", "w"), times)
@@ -103,17 +108,24 @@ def test_calibrated_threshold_uses_time_windows_like_detect():
     # (t - 3 s, t] contains three rows; row 0's 6 is only in windows before the first full one.
     assert threshold == pytest.approx(1.0)
     assert details["window"] == "3s"
-    assert details["scored_rows"] == 4
+    assert details["scored_rows"] == 57
 
 
 def test_calibrated_threshold_rejects_short_data():
-    with pytest.raises(RequestError, match="shorter than the window 10"):
+    with pytest.raises(RequestError, match="Only 0 training rows have a full window of 10"):
         calibrated_threshold(np.ones(5), Span(rows=10), None)
+
+
+def test_calibrated_threshold_rejects_few_full_windows():
+    # 62 rows and a 13-row window leave 50 full windows, 61 rows leave 49.
+    assert calibrated_threshold(np.ones(62), Span(rows=13), None)[0] == pytest.approx(1.0)
+    with pytest.raises(RequestError, match="Only 49 training rows .* at least 50 are needed"):
+        calibrated_threshold(np.ones(61), Span(rows=13), None)
 
 
 def test_calibrated_threshold_rejects_zero_residuals():
     with pytest.raises(RequestError, match="all zero"):
-        calibrated_threshold(np.zeros(20), Span(rows=3), None)
+        calibrated_threshold(np.zeros(60), Span(rows=3), None)
 
 
 # -- train ---------------------------------------------------------------------------------
@@ -178,9 +190,10 @@ def test_train_default_keeps_two_times_rmse(tmp_path):
     ("options", "error", "message"),
     [
         ({"threshold_method": "quantile"}, ConfigurationError, "Unknown threshold method"),
-        ({"threshold_method": "calibrated", "cv_folds": 1}, ConfigurationError, "cv_folds"),
-        ({"window": "30s"}, ConfigurationError, "timestamp column is required"),
-        ({"threshold_method": "calibrated", "window": "500"}, RequestError, "shorter than"),
+        ({"threshold_method": "calibrated", "cv_folds": 1}, ConfigurationError, "--cv-folds"),
+        ({"window": "30s"}, ConfigurationError, "window 30s is a time span"),
+        ({"min_duration": "5min"}, ConfigurationError, "minimum duration 5min is a time span"),
+        ({"threshold_method": "calibrated", "window": "500"}, RequestError, "full window of 500"),
     ],
 )
 def test_train_rejects_unusable_calibration_settings(tmp_path, options, error, message):
@@ -324,3 +337,41 @@ def test_detect_warns_on_window_mismatch(tmp_path, capsys):
 
     assert code == 0
     assert "calibrated for window 10, not 20" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        ([{"start_row": -5, "end_row": 3}], "whole numbers of 0 or more"),
+        ([{"start_row": True, "end_row": 3}], "whole numbers of 0 or more"),
+        ([{"start_row": "2", "end_row": 3}], "whole numbers of 0 or more"),
+        ([{"start_row": 6, "end_row": 2}], "starts after it ends"),
+        ([{"start_row": 500, "end_row": 600}], "None of the 1 events"),
+    ],
+)
+def test_evaluate_rejects_unusable_events(tmp_path, capsys, events, message):
+    scored = tmp_path / "scored.csv"
+    _scored_csv(scored)
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(events))
+
+    code = main(["evaluate", str(scored), "--label-column", "label", "--events", str(path)])
+
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    scored = tmp_path / "scored.csv"
+    _scored_csv(scored)
+    cli = Path(sys.executable).with_name("anomaly-detector")
+
+    done = subprocess.run(
+        f"'{cli}' evaluate '{scored}' --label-column label | head -c 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert "Traceback" not in done.stderr

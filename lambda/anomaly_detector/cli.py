@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -252,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
         print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of stdout (e.g. head) stopped early: end quietly, as Unix tools do.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
+        return 1
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -500,21 +505,31 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
     console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
 
 
+ROW_KEYS = ("start_row", "end_row")
+
+
 def _read_events(path: Path) -> list[dict]:
     try:
         events = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise RequestError(f"Cannot read events from {path}: {error}.") from error
-    if not isinstance(events, list) or not all(
-        isinstance(e, dict)
-        and isinstance(e.get("start_row"), int)
-        and isinstance(e.get("end_row"), int)
-        for e in events
-    ):
+    if not isinstance(events, list):
         raise RequestError(
-            f"{path} is not an events.json from detect: expected a list of events with "
-            "start_row and end_row."
+            f"{path} is not an events.json from detect: expected a list of events, found "
+            f"{type(events).__name__}."
         )
+    for number, event in enumerate(events):
+        rows = [event.get(key) if isinstance(event, dict) else None for key in ROW_KEYS]
+        if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
+            raise RequestError(
+                f"Event {number} in {path} has no valid start_row and end_row: both must be "
+                "whole numbers of 0 or more. Use the events.json written by detect."
+            )
+        if rows[0] > rows[1]:
+            raise RequestError(
+                f"Event {number} in {path} starts after it ends (start_row {rows[0]}, end_row "
+                f"{rows[1]}). Use the events.json written by detect."
+            )
     return events
 
 
@@ -534,9 +549,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.events is not None:
         from .evaluation import event_flags
 
+        events = _read_events(args.events)
+        row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
+        if events and not any(
+            ((row_numbers >= e["start_row"]) & (row_numbers <= e["end_row"])).any() for e in events
+        ):
+            raise RequestError(
+                f"None of the {len(events)} events in {args.events} lies within the rows of "
+                f"{args.scored} ({row_numbers.min()} to {row_numbers.max()}). Use the "
+                "events.json from the same detect run."
+            )
         predicted = event_flags(
-            _read_events(args.events),
-            frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame)),
+            events,
+            row_numbers,
             (frame["status"] == "scored").to_numpy()
             if "status" in frame.columns
             else np.ones(len(frame), dtype=bool),

@@ -44,6 +44,8 @@ MIN_TRAINING_ROWS = 50
 THRESHOLD_RMSE_FACTOR = 2.0
 THRESHOLD_METHODS = ("rmse", "calibrated")
 DEFAULT_CV_FOLDS = 5
+# With fewer full-window scores than this, the maximum is too noisy to mark normal operation.
+MIN_CALIBRATION_SCORES = 50
 NUM_BOOST_ROUNDS = 300
 LIGHTGBM_PARAMS = {
     "objective": "regression",
@@ -205,13 +207,19 @@ def train(
             f"{', '.join(THRESHOLD_METHODS)}."
         )
     if not 2 <= cv_folds <= 20:
-        raise ConfigurationError(f"cv_folds must be between 2 and 20, got {cv_folds}.")
-    window_span = Span.parse(window, "window")
-    if window_span.is_time and not timestamp_column:
         raise ConfigurationError(
-            f"The window {window} is a time span, so a timestamp column is required; "
-            "give --timestamp or a number of rows."
+            f"The number of folds (--cv-folds) must be between 2 and 20, got {cv_folds}."
         )
+    window_span = Span.parse(window, "window")
+    for name, span in (
+        ("window", window_span),
+        ("minimum duration", Span.parse(min_duration, "min_duration")),
+    ):
+        if span.is_time and not timestamp_column:
+            raise ConfigurationError(
+                f"The {name} {span} is a time span, so a timestamp column is required; "
+                "give --timestamp or a number of rows."
+            )
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     mapping = resolve_columns(columns, [*inputs, target], "training")
@@ -344,10 +352,11 @@ def calibrated_threshold(
         full = np.arange(len(residuals)) >= window.rows - 1
     scores = scored.score[full]
     scores = scores[np.isfinite(scores)]
-    if len(scores) == 0:
+    if len(scores) < MIN_CALIBRATION_SCORES:
         raise RequestError(
-            f"The training data is shorter than the window {window}, so the threshold cannot be "
-            "calibrated. Use a shorter window or more training rows."
+            f"Only {len(scores)} training rows have a full window of {window}; at least "
+            f"{MIN_CALIBRATION_SCORES} are needed to calibrate the threshold. Use a shorter "
+            "window or more training rows."
         )
     threshold = float(np.max(scores))
     if not math.isfinite(threshold) or threshold <= 0:
