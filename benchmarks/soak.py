@@ -44,7 +44,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from hostile.corpus import SERVICE_ENVIRONMENT, Case, load_cases  # noqa: E402
+from hostile.corpus import SERVICE_ENVIRONMENT, Case, load_cases, machine_frame  # noqa: E402
 
 from anomaly_detector.local_model import train  # noqa: E402
 
@@ -78,21 +78,6 @@ class ClientResult:
     unexpected: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     requests: int = 0
-
-
-def machine_frame(rows: int, rng: np.random.Generator) -> pd.DataFrame:
-    torque = rng.uniform(40, 160, rows)
-    ambient = rng.uniform(18, 25, rows)
-    times = pd.date_range("2024-05-01", periods=rows, freq="1min", tz="UTC")
-    return pd.DataFrame(
-        {
-            "timestamp": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "motor_speed": rng.uniform(1200, 1500, rows).round(1),
-            "torque": torque.round(2),
-            "ambient_temperature": ambient.round(2),
-            "bearing_temperature": (0.1 * torque + ambient + rng.normal(0, 0.1, rows)).round(3),
-        }
-    )
 
 
 def valid_requests(count: int, seed: int) -> list[Request]:

@@ -28,7 +28,13 @@ from anomaly_detector.local_model import LocalModel, train
 # The corpus lives beside the unit tests, outside this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hostile import build  # noqa: E402
-from hostile.corpus import SERVICE_ENVIRONMENT, Case, check_answer, load_cases  # noqa: E402
+from hostile.corpus import (  # noqa: E402
+    SERVICE_ENVIRONMENT,
+    Case,
+    check_answer,
+    load_cases,
+    machine_frame,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -81,20 +87,8 @@ class Serve:
 
 
 def training_rows(count: int = 600) -> pd.DataFrame:
-    """Rows over the corpus's value ranges, with the target near 0.1 x torque + ambient."""
-    rng = np.random.default_rng(11)
-    torque = rng.uniform(40, 160, count)
-    ambient = rng.uniform(18, 25, count)
-    times = pd.date_range("2024-01-01", periods=count, freq="1min", tz="UTC")
-    return pd.DataFrame(
-        {
-            "timestamp": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "motor_speed": rng.uniform(1200, 1500, count).round(1),
-            "torque": torque.round(2),
-            "ambient_temperature": ambient.round(2),
-            "bearing_temperature": (0.1 * torque + ambient + rng.normal(0, 0.1, count)).round(3),
-        }
-    )
+    """Rows over the corpus's value ranges, the same on every run."""
+    return machine_frame(count, np.random.default_rng(11), start="2024-01-01")
 
 
 def _pump(stream, output: list[str]) -> None:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 HERE = Path(__file__).resolve().parent
 # The service settings that the expectations assume, as Lambda environment variables.
 # MAX_PAYLOAD_BYTES is the smallest allowed, so that requests of 59 rows or more reach the
@@ -26,6 +29,24 @@ SERVICE_ENVIRONMENT = {
     "MAX_PAYLOAD_BYTES": "1000",
 }
 _TEXT_TYPES = ("text/", "application/json", "application/csv")
+
+
+def machine_frame(
+    rows: int, rng: np.random.Generator, start: str = "2024-05-01"
+) -> pd.DataFrame:
+    """Build rows over the corpus's value ranges, with the target near 0.1 x torque + ambient."""
+    torque = rng.uniform(40, 160, rows)
+    ambient = rng.uniform(18, 25, rows)
+    times = pd.date_range(start, periods=rows, freq="1min", tz="UTC")
+    return pd.DataFrame(
+        {
+            "timestamp": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "motor_speed": rng.uniform(1200, 1500, rows).round(1),
+            "torque": torque.round(2),
+            "ambient_temperature": ambient.round(2),
+            "bearing_temperature": (0.1 * torque + ambient + rng.normal(0, 0.1, rows)).round(3),
+        }
+    )
 
 
 @dataclass(frozen=True)
