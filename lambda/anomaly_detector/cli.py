@@ -281,16 +281,14 @@ def run_train(args: argparse.Namespace) -> int:
         threshold_method=args.threshold_method,
         cv_folds=args.cv_folds,
     )
+    # A calibrated model is refitted on every row, so no rows stay held out.
+    held_out = f"held out {card.validation_rows}, "
     if card.threshold_method == "calibrated":
-        print(
-            f"trained {card.algorithm} on {card.training_rows} rows "
-            f"(dropped {card.dropped_rows} incomplete)"
-        )
-    else:
-        print(
-            f"trained {card.algorithm} on {card.training_rows} rows "
-            f"(held out {card.validation_rows}, dropped {card.dropped_rows} incomplete)"
-        )
+        held_out = ""
+    print(
+        f"trained {card.algorithm} on {card.training_rows} rows "
+        f"({held_out}dropped {card.dropped_rows} incomplete)"
+    )
     print(f"  target     {card.target}")
     print(f"  inputs     {', '.join(card.inputs)}")
     print(f"  timestamp  {card.timestamp_column or '(none)'}")
@@ -551,21 +549,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         events = _read_events(args.events)
         row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
-        if events and not any(
-            ((row_numbers >= e["start_row"]) & (row_numbers <= e["end_row"])).any() for e in events
-        ):
+        inside = event_flags(events, row_numbers, np.ones(len(frame), dtype=bool))
+        if events and not inside.any():
             raise RequestError(
                 f"None of the {len(events)} events in {args.events} lies within the rows of "
                 f"{args.scored} ({row_numbers.min()} to {row_numbers.max()}). Use the "
                 "events.json from the same detect run."
             )
-        predicted = event_flags(
-            events,
-            row_numbers,
-            (frame["status"] == "scored").to_numpy()
-            if "status" in frame.columns
-            else np.ones(len(frame), dtype=bool),
-        )
+        scored = (frame["status"] == "scored").to_numpy() if "status" in frame.columns else True
+        predicted = inside & scored
     else:
         predicted = (
             frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
