@@ -10,7 +10,7 @@ as an operator would be warned. Point-wise counts are pooled over all files:
 Settings (chosen before looking at any label, and each one a documented ``train`` option):
 
 - ``--window 30s``: SKAB samples once a second and its faults last minutes, so half a minute
-  of residuals is averaged; a fault shorter than that is not what this rig's labels mark.
+  of residuals is averaged.
 - ``--min-duration 30s``: a warning needs the breach to last as long as one window.
 - ``--threshold-method calibrated``: the threshold is the highest 30-s score of out-of-time
   residuals on the 400 training rows (blocked 5-fold cross-validation), so no training row

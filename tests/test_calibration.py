@@ -131,7 +131,7 @@ def test_calibrated_threshold_rejects_zero_residuals():
 # -- train ---------------------------------------------------------------------------------
 
 
-def test_train_calibrated_records_method_and_fits_every_row(tmp_path):
+def test_train_calibrated_records_method(tmp_path):
     frame = _machine(600, seed=1)
 
     card = train(
@@ -155,7 +155,7 @@ def test_train_calibrated_records_method_and_fits_every_row(tmp_path):
     assert 0 < card.threshold < 2 * saved["calibration"]["cv_rmse"]
 
 
-def test_train_calibrated_threshold_matches_an_independent_computation(tmp_path):
+def test_train_calibrated_threshold_matches_recomputation(tmp_path):
     frame = _machine(300, seed=2)
 
     card = train(
@@ -210,7 +210,7 @@ def test_train_rejects_unusable_calibration_settings(tmp_path, options, error, m
 # -- detection with a calibrated threshold ---------------------------------------------------
 
 
-def test_calibrated_model_finds_exactly_the_injected_shift(tmp_path):
+def test_calibrated_model_finds_injected_shift(tmp_path):
     """A 5-sd shift on rows 200-259 of unseen data is one event, and nothing else is."""
     model_dir = tmp_path / "model"
     train(
@@ -263,7 +263,7 @@ def test_event_rows_match_scored_csv_rows(tmp_path):
     )
 
 
-def test_event_flags_keep_only_scored_rows_inside_events():
+def test_event_flags_keep_scored_event_rows():
     rows = np.arange(100, 110)
     scored = np.ones(10, dtype=bool)
     scored[3] = False
@@ -286,7 +286,7 @@ def _scored_csv(path: Path) -> None:
     ).to_csv(path, index=False)
 
 
-def test_evaluate_events_counts_only_rows_in_reported_events(tmp_path, capsys):
+def test_evaluate_events_counts_event_rows(tmp_path, capsys):
     scored = tmp_path / "scored.csv"
     _scored_csv(scored)
     events = tmp_path / "events.json"
@@ -361,7 +361,7 @@ def test_evaluate_rejects_unusable_events(tmp_path, capsys, events, message):
     assert message in capsys.readouterr().err
 
 
-def test_cli_output_into_a_closed_pipe_ends_quietly(tmp_path):
+def test_cli_closed_pipe_ends_quietly(tmp_path):
     scored = tmp_path / "scored.csv"
     _scored_csv(scored)
     cli = Path(sys.executable).with_name("anomaly-detector")

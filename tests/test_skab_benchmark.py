@@ -51,7 +51,7 @@ def test_skab_shared_valve1_pools_counts(two_files, tmp_path, capsys):
     assert result["f1"] == pytest.approx(tp / (tp + (fn + fp) / 2), abs=1e-6)
     for key in ("f1", "far", "mar"):
         assert 0 <= result[key] <= 1
-    # Both files hold one clear valve closure that the calibrated settings find.
+    # Both files contain one clear valve closure that the calibrated settings find.
     assert result["f1"] > 0.8
     assert all(r["detected_labelled_events"] == 1 for r in result["per_file"])
     printed = capsys.readouterr().out
@@ -61,7 +61,7 @@ def test_skab_shared_valve1_pools_counts(two_files, tmp_path, capsys):
 
 @pytest.mark.skab
 @needs_skab
-def test_skab_benchmark_records_its_command_and_settings(two_files, tmp_path):
+def test_skab_records_command_and_settings(two_files, tmp_path):
     page = tmp_path / "r.md"
 
     skab.main([str(two_files), "--markdown", str(page), "--product-defaults"])
@@ -72,6 +72,6 @@ def test_skab_benchmark_records_its_command_and_settings(two_files, tmp_path):
     assert "| valve1/1.csv |" in text
 
 
-def test_skab_benchmark_reports_a_folder_without_labelled_files(tmp_path, capsys):
+def test_skab_rejects_unlabelled_folder(tmp_path, capsys):
     assert skab.main([str(tmp_path)]) == 2
     assert "no labelled SKAB files" in capsys.readouterr().err

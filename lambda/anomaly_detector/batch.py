@@ -180,7 +180,7 @@ def _to_file_rows(events: list[dict], first_row: int) -> list[dict]:
         for key in ("start_row", "end_row", "peak_row"):
             event[key] += first_row
         for key in ("start", "end"):
-            if isinstance(event[key], int):  # rows stand in for times without timestamps
+            if isinstance(event[key], int):  # without timestamps, start and end are rows
                 event[key] += first_row
     return events
 

@@ -9,7 +9,7 @@ Two ways to set the threshold are recorded in the card as ``threshold_method``:
 
 - ``rmse`` (default): 2 x the validation RMSE, the product's rule.
 - ``calibrated``: blocked cross-validation in time order gives every training row an
-  out-of-time residual; these are smoothed exactly as ``detect`` smooths live residuals
+  out-of-time residual. These are smoothed exactly as ``detect`` smooths live residuals
   (same window), and the threshold is the highest smoothed score. Nothing in the training
   data would have raised an alarm, and the threshold already accounts for the window, which
   2 x RMSE does not. The final model is then fitted on every training row.
@@ -81,7 +81,8 @@ class ModelCard:
     parameters: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     threshold_method: str = "rmse"
-    # For threshold_method "calibrated": folds, out-of-time RMSE, rows the maximum was over.
+    # For threshold_method "calibrated": folds, window, out-of-time RMSE, and how many
+    # smoothed scores the maximum was taken over.
     calibration: dict | None = None
     format: int = CARD_FORMAT
 
@@ -312,9 +313,9 @@ def _fit(x: np.ndarray, y: np.ndarray) -> lightgbm.Booster:
 
 
 def out_of_time_residuals(x: np.ndarray, y: np.ndarray, folds: int) -> np.ndarray:
-    """Residual of every row from a model fitted without that row's block of time.
+    """Return the residual of every row from a model fitted without that row's block of time.
 
-    The rows, in time order, are cut into ``folds`` contiguous blocks; each block is predicted
+    The rows, in time order, are cut into ``folds`` contiguous blocks. Each block is predicted
     by a model fitted on the other blocks. Contiguous blocks keep neighbouring, correlated
     rows out of the fit, so the residuals show the error on unseen time, as in detect.
     """
@@ -334,6 +335,10 @@ def calibrated_threshold(
 
     Rows before the first full window are left out: their partial windows average fewer
     residuals, so their scores are noisier than any later row's.
+
+    NOTE: training drops rows with a missing input or target before this, so with a
+    row-count window a score averages the last N complete rows, while detect averages the
+    scored rows among the last N rows. The two agree when every training row is complete.
     """
     config = ScoringConfig(
         target="target",
