@@ -258,6 +258,8 @@ def test_event_rows_match_scored_csv_rows(tmp_path):
     assert inside["is_anomaly"].all()
     assert event["start"] == event["start_row"]
     assert 220 <= event["start_row"] <= 226  # file rows; scored-range rows would be 70-76
+    # Every row is scored, so the onset opens the 5-row window of the first breach.
+    assert (event["onset"], event["onset_row"]) == (event["start_row"] - 4,) * 2
     assert scored.loc[scored["row"] == event["peak_row"], "score"].item() == pytest.approx(
         event["peak_score"]
     )
@@ -272,6 +274,15 @@ def test_event_flags_keep_scored_event_rows():
     flags = event_flags(events, rows, scored)
 
     assert flags.tolist() == [False, False, True, False, True, False, False, False, True, False]
+
+
+def test_event_flags_count_from_the_onset():
+    rows = np.arange(100, 110)
+    events = [{"onset_row": 101, "start_row": 103, "end_row": 104}]
+
+    flags = event_flags(events, rows, np.ones(10, dtype=bool))
+
+    assert np.flatnonzero(flags).tolist() == [1, 2, 3, 4]
 
 
 def _scored_csv(path: Path) -> None:
@@ -346,6 +357,8 @@ def test_detect_warns_on_window_mismatch(tmp_path, capsys):
         ([{"start_row": True, "end_row": 3}], "whole numbers of 0 or more"),
         ([{"start_row": "2", "end_row": 3}], "whole numbers of 0 or more"),
         ([{"start_row": 6, "end_row": 2}], "starts after it ends"),
+        ([{"onset_row": 7, "start_row": 6, "end_row": 8}], "invalid onset_row 7"),
+        ([{"onset_row": -1, "start_row": 6, "end_row": 8}], "invalid onset_row -1"),
         ([{"start_row": 500, "end_row": 600}], "None of the 1 events"),
     ],
 )

@@ -68,6 +68,9 @@ MISSING_INPUT_ROW = 7
 ANOMALOUS_ROWS = [13, 14, 15, 16]
 EVENT_START = "2024-03-06T08:13:00Z"
 EVENT_END = "2024-03-06T08:16:00Z"
+# The first breach, row 13, averages rows 11-13 (all scored), so the onset is row 11.
+EVENT_ONSET = "2024-03-06T08:11:00Z"
+EVENT_ONSET_ROW = 11
 PEAK_SCORE = 5.0  # mean of |4.5|, |5.0|, |5.5| at row 14
 
 BODY_EVENTS = (
@@ -131,6 +134,7 @@ def assert_sample_result(body: dict) -> None:
     assert set(EVENT_FIELDS) <= set(event)
     assert event["start"] == EVENT_START
     assert event["end"] == EVENT_END
+    assert (event["onset"], event["onset_row"]) == (EVENT_ONSET, EVENT_ONSET_ROW)
     assert event["rows"] == len(ANOMALOUS_ROWS)
     assert event["peak_score"] == pytest.approx(PEAK_SCORE, abs=1e-6)
     assert event["direction"] == "above"
@@ -810,7 +814,7 @@ def test_warning_published_once(warning_queue):
     assert ASSET_ID in subject
     message = notification["Message"]
     assert f"Asset: {ASSET_ID}" in message
-    assert f"{EVENT_START} to {EVENT_END}" in message
+    assert f"{EVENT_START} to {EVENT_END} (first alarming window from {EVENT_ONSET})" in message
     assert f"peak score {PEAK_SCORE:.4g}" in message
     assert "target above prediction" in message
     assert notification["MessageAttributes"]["asset"]["Value"] == ASSET_ID

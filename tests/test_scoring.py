@@ -279,3 +279,73 @@ def test_event_drivers_empty_without_inputs():
     _, events = run([0, 5, 0], np.zeros(3), config())
 
     assert events[0].to_dict()["drivers"] == []
+
+
+# -- onset: the first scored row of the window whose score first crossed the threshold --
+
+
+def test_onset_is_the_first_row_of_the_first_breaching_window():
+    # Window 3, threshold 1.5. Scores: 0, 0, 0, 1, 2, 3, 2, 1 -> the run starts at row 4,
+    # whose window holds rows 2, 3 and 4.
+    _, events = run([0, 0, 0, 3, 3, 3, 0, 0], np.zeros(8), config(window="3", threshold=1.5))
+
+    assert len(events) == 1
+    assert (events[0].onset_row, events[0].start_row, events[0].end_row) == (2, 4, 6)
+    assert events[0].to_dict()["onset"] == 2
+
+
+def test_onset_skips_unscored_rows_at_the_window_start():
+    # Row 2 cannot be scored, so the first scored row of row 4's window (rows 2-4) is row 3.
+    _, events = run([0, 0, NAN, 3, 3, 3, 0, 0], np.zeros(8), config(window="3", threshold=1.5))
+
+    assert (events[0].onset_row, events[0].start_row) == (3, 4)
+
+
+def test_onset_at_the_first_row_when_the_window_reaches_back_past_it():
+    _, events = run([4, 4, 0, 0], np.zeros(4), config(window="5", threshold=1.5))
+
+    assert (events[0].onset_row, events[0].start_row) == (0, 0)
+
+
+def test_onset_follows_a_time_window():
+    # 2-minute window over rows at minutes 0, 1, 2, 3, 5, 6. At minute 3 the score is
+    # (0 + 2) / 2 = 1. The run starts at minute 5 (row 4): its window, after minute 3 up to
+    # minute 5, holds only row 4, so row 4 is also the onset.
+    cfg = config(window="2min", threshold=2.5, timestamps=True)
+
+    _, events = run([0, 0, 0, 2, 3, 3], np.zeros(6), cfg, times(0, 1, 2, 3, 5, 6))
+
+    assert (events[0].onset_row, events[0].start_row) == (4, 4)
+    assert events[0].to_dict()["onset"] == "2024-01-01T00:05:00Z"
+
+
+def test_onset_in_a_time_window_reaches_back_to_rows_inside_it():
+    # 3-minute window: the row at minute 4 averages minutes 2, 3 and 4 -> (1 + 4 + 4) / 3 = 3.
+    cfg = config(window="3min", threshold=2.5, timestamps=True)
+
+    _, events = run([0, 0, 1, 4, 4, 0], np.zeros(6), cfg, times(0, 1, 2, 3, 4, 5))
+
+    assert (events[0].onset_row, events[0].start_row) == (2, 4)
+    assert events[0].onset_time == pd.Timestamp("2024-01-01T00:02:00Z")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_onset_found_in_an_earlier_chunk(chunk):
+    actual = np.array([0, 0, 0, 3, 3, 3, 0, 0], dtype=float)
+    scorer = Scorer(config(window="3", threshold=1.5))
+    for start in range(0, len(actual), chunk):
+        part = slice(start, start + chunk)
+        scorer.score(actual[part], np.zeros(len(actual[part])), np.ones(len(actual[part]), bool))
+
+    events = scorer.finish()
+
+    assert (events[0].onset_row, events[0].start_row, events[0].end_row) == (2, 4, 6)
+
+
+def test_onset_of_a_row_window_carries_the_row_time():
+    cfg = config(window="3", threshold=1.5, timestamps=True)
+
+    _, events = run([0, 0, 0, 3, 3, 3, 0, 0], np.zeros(8), cfg, times(*range(8)))
+
+    assert events[0].to_dict()["onset"] == "2024-01-01T00:02:00Z"
+    assert events[0].to_dict()["start"] == "2024-01-01T00:04:00Z"

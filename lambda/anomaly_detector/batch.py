@@ -177,9 +177,9 @@ def _to_file_rows(events: list[dict], first_row: int) -> list[dict]:
     if first_row == 0:
         return events
     for event in events:
-        for key in ("start_row", "end_row", "peak_row"):
+        for key in ("start_row", "end_row", "peak_row", "onset_row"):
             event[key] += first_row
-        for key in ("start", "end"):
+        for key in ("start", "end", "onset"):
             if isinstance(event[key], int):  # without timestamps, start and end are rows
                 event[key] += first_row
     return events

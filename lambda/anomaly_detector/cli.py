@@ -485,11 +485,13 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["not_scored"].items())
         console.print(f"not scored: {reasons}")
     table = Table(title=f"{len(events)} event(s)")
-    for column in ("#", "start", "end", "rows", "peak score", "direction", "inputs moved"):
+    columns = ("#", "onset", "start", "end", "rows", "peak score", "direction", "inputs moved")
+    for column in columns:
         table.add_column(column)
     for number, event in enumerate(events[:MAX_PRINTED_EVENTS], start=1):
         table.add_row(
             str(number),
+            str(event["onset"]),
             str(event["start"]),
             str(event["end"]),
             str(event["rows"]),
@@ -527,6 +529,13 @@ def _read_events(path: Path) -> list[dict]:
             raise RequestError(
                 f"Event {number} in {path} starts after it ends (start_row {rows[0]}, end_row "
                 f"{rows[1]}). Use the events.json written by detect."
+            )
+        onset = event.get("onset_row", rows[0])
+        if not (isinstance(onset, int) and not isinstance(onset, bool) and 0 <= onset <= rows[0]):
+            raise RequestError(
+                f"Event {number} in {path} has an invalid onset_row {onset!r}: it must be a "
+                f"whole number from 0 to start_row ({rows[0]}). Use the events.json written by "
+                "detect."
             )
     return events
 

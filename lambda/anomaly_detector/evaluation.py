@@ -80,11 +80,13 @@ def event_flags(events: list[dict], rows: np.ndarray, scored: np.ndarray) -> np.
 
     ``rows`` contains each row's number as in scored.csv's ``row`` column and ``scored`` whether
     the row was scored. A row is flagged when it was scored and its number lies between an
-    event's ``start_row`` and ``end_row``. Anomalous rows in runs shorter than the minimum
-    duration are not flagged, unlike ``is_anomaly``.
+    event's ``onset_row`` (``start_row`` when the event has no onset) and its ``end_row``: the
+    rows whose residuals raised the warning and every row until the score fell back. Anomalous
+    rows in runs shorter than the minimum duration are not flagged, unlike ``is_anomaly``.
     """
     rows = np.asarray(rows)
     flags = np.zeros(len(rows), dtype=bool)
     for event in events:
-        flags |= (rows >= event["start_row"]) & (rows <= event["end_row"])
+        first = event.get("onset_row", event["start_row"])
+        flags |= (rows >= first) & (rows <= event["end_row"])
     return flags & np.asarray(scored, dtype=bool)

@@ -92,7 +92,8 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
     ]
     for number, event in enumerate(events[:MAX_LISTED_EVENTS], start=1):
         lines.append(
-            f"Event {number}: {event['start']} to {event['end']}, {event['rows']} rows, "
+            f"Event {number}: {event['start']} to {event['end']} (first alarming window "
+            f"from {event['onset']}), {event['rows']} rows, "
             f"peak score {event['peak_score']:.4g}, target {event['direction']} prediction "
             f"(mean residual {event['mean_residual']:+.4g})"
         )

@@ -8,6 +8,10 @@ anomalous rows in that order; rows that could not be scored neither break nor ex
 An event is reported when it lasts at least the minimum duration: that many rows, or
 ``end - start`` at least that long for a time span.
 
+An event's onset is the first scored row of the window whose score first crossed the
+threshold. Those are the rows whose residuals raised the alarm, so the deviation began at the
+onset or later; the trailing window makes ``start`` lag it by up to one window.
+
 ``Scorer`` keeps the window tail and any open event between calls, so a long file scored
 in chunks gives the same result as scoring it whole.
 """
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .config import ScoringConfig
+from .config import ScoringConfig, Span
 from .errors import RequestError
 
 # Inputs listed per event, the most deviating first.
@@ -39,6 +43,8 @@ class Event:
     start_time: pd.Timestamp | None = None
     end_time: pd.Timestamp | None = None
     peak_time: pd.Timestamp | None = None
+    onset_row: int = 0
+    onset_time: pd.Timestamp | None = None
     input_sums: np.ndarray | None = None  # per input, summed over the event's rows
     drivers: list[dict] = field(default_factory=list)
 
@@ -69,6 +75,8 @@ class Event:
             "end": _iso(self.end_time) if self.end_time is not None else self.end_row,
             "start_row": self.start_row,
             "end_row": self.end_row,
+            "onset": _iso(self.onset_time) if self.onset_time is not None else self.onset_row,
+            "onset_row": self.onset_row,
             "rows": self.rows,
             "peak_score": round(float(self.peak_score), 6),
             "peak_row": self.peak_row,
@@ -100,6 +108,7 @@ class Scorer:
     events: list[Event] = field(default_factory=list)
     _tail_values: np.ndarray = field(default_factory=lambda: np.empty(0))
     _tail_times: np.ndarray | None = None
+    _tail_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     _open: Event | None = None
     _last_time: pd.Timestamp | None = None
     _rows_seen: int = 0
@@ -144,7 +153,8 @@ class Scorer:
             return ChunkScores(residual, score, is_anomaly)
 
         ordered_abs = np.abs(residual[order])
-        ordered_score = self._rolling_mean(ordered_abs, ordered_times)
+        window = self._rolling_mean(ordered_abs, ordered_times, offset + order)
+        ordered_score = window.means
         ordered_score[np.isnan(ordered_abs)] = np.nan
         score[order] = ordered_score
         ordered_anomaly = ordered_score > self.config.threshold
@@ -153,7 +163,7 @@ class Scorer:
         if inputs is not None:
             self._update_normal(inputs[order][~np.isnan(ordered_score) & ~ordered_anomaly])
         self._find_events(
-            order, ordered_score, ordered_anomaly, residual, ordered_times, offset, inputs
+            order, ordered_score, ordered_anomaly, residual, ordered_times, offset, window, inputs
         )
         return ChunkScores(residual, score, is_anomaly)
 
@@ -169,21 +179,28 @@ class Scorer:
 
     # -- rolling window --------------------------------------------------------------------
 
-    def _rolling_mean(self, values: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+    def _rolling_mean(
+        self, values: np.ndarray, times: np.ndarray | None, rows: np.ndarray
+    ) -> _Windows:
         window = self.config.window
         tail = len(self._tail_values)
         joined = np.concatenate([self._tail_values, values])
-        if window.is_time:
+        joined_rows = np.concatenate([self._tail_rows, rows])
+        joined_times = None
+        if times is not None:
             joined_times = np.concatenate([self._tail_times, times]) if tail else times
+        if window.is_time:
             series = pd.Series(joined, index=pd.DatetimeIndex(joined_times))
             means = series.rolling(window.time, min_periods=1).mean().to_numpy(copy=True)
             keep = joined_times > joined_times[-1] - window.time.to_timedelta64()
-            self._tail_values = joined[keep]
-            self._tail_times = joined_times[keep]
         else:
             means = pd.Series(joined).rolling(window.rows, min_periods=1).mean().to_numpy(copy=True)
-            self._tail_values = joined[max(len(joined) - (window.rows - 1), 0) :]
-        return means[tail:]
+            keep = np.arange(len(joined)) >= len(joined) - (window.rows - 1)
+        self._tail_values = joined[keep]
+        self._tail_rows = joined_rows[keep]
+        if joined_times is not None:
+            self._tail_times = joined_times[keep]
+        return _Windows(means[tail:], joined, joined_rows, joined_times, tail, window)
 
     def _check_order(self, sorted_times: np.ndarray, offset: int, order: np.ndarray) -> None:
         if len(sorted_times) == 0:
@@ -207,10 +224,12 @@ class Scorer:
         residual: np.ndarray,
         ordered_times: np.ndarray | None,
         offset: int,
+        window: _Windows,
         inputs: np.ndarray | None = None,
     ) -> None:
         # Rows that could not be scored neither break nor extend a run, so drop them here.
         scored = ~np.isnan(ordered_score)
+        scored_order = np.flatnonzero(scored)
         positions = order[scored]
         flags = ordered_anomaly[scored]
         scores = ordered_score[scored]
@@ -228,6 +247,7 @@ class Scorer:
 
         for start, end in zip(starts, ends, strict=True):
             peak = start + int(np.argmax(scores[start:end]))
+            onset_row, onset_time = window.onset(int(scored_order[start]))
             run = Event(
                 start_row=offset + int(positions[start]),
                 end_row=offset + int(positions[end - 1]),
@@ -238,6 +258,8 @@ class Scorer:
                 start_time=_timestamp(times, start),
                 end_time=_timestamp(times, end - 1),
                 peak_time=_timestamp(times, peak),
+                onset_row=onset_row,
+                onset_time=onset_time,
                 input_sums=None if inputs is None else inputs[positions[start:end]].sum(axis=0),
             )
             if start == 0 and self._open is not None:
@@ -297,6 +319,32 @@ class Scorer:
             lasts = event.rows >= minimum.rows
         if lasts:
             self.events.append(event)
+
+
+@dataclass
+class _Windows:
+    """One chunk's rolling means, with the carried tail, to find the rows behind a score."""
+
+    means: np.ndarray  # per ordered row of the chunk
+    values: np.ndarray  # |residual| of the tail and the chunk's ordered rows, NaN if unscored
+    rows: np.ndarray  # their row numbers over the whole input
+    times: np.ndarray | None
+    tail: int  # how many of values come from earlier chunks
+    span: Span
+
+    def onset(self, index: int) -> tuple[int, pd.Timestamp | None]:
+        """Row number and time of the first scored row in the window of ordered row ``index``."""
+        last = self.tail + index
+        if self.span.is_time:
+            start = int(
+                np.searchsorted(
+                    self.times, self.times[last] - self.span.time.to_timedelta64(), side="right"
+                )
+            )
+        else:
+            start = max(last - self.span.rows + 1, 0)
+        first = start + int(np.argmax(~np.isnan(self.values[start : last + 1])))
+        return int(self.rows[first]), _timestamp(self.times, first)
 
 
 def _timestamp(times: np.ndarray | None, index: int) -> pd.Timestamp | None:
