@@ -19,7 +19,13 @@ Settings (chosen before looking at any label, and each one a documented ``train`
 ``--product-defaults`` runs the product's plain defaults instead (5-row window, 1-row minimum,
 threshold 2 x validation RMSE) for comparison.
 
+``--normal-runs`` also measures false alarms on normal operation: every file without the label
+column (SKAB's ``anomaly-free.csv``) is cut into consecutive pieces as long as a typical
+experiment (1,150 rows), and each piece runs the same protocol with every row labelled normal.
+Their FAR is reported apart from the pooled figures.
+
 Usage: python benchmarks/skab.py ../shared/datasets/skab [--json PATH] [--markdown PATH]
+       [--product-defaults] [--normal-runs]
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from anomaly_detector.evaluation import evaluate, event_flags
 from anomaly_detector.local_model import LocalModel, default_inputs, train
 
 TRAIN_ROWS = 400
+# A typical SKAB experiment's length, used to cut long normal runs into experiment-sized pieces.
+PIECE_ROWS = 1150
 LABEL = "anomaly"
 NOT_INPUTS = ["anomaly", "changepoint"]
 DEFAULT_TARGET = "Volume Flow RateRMS"
@@ -56,6 +64,26 @@ def experiment_files(root: Path) -> list[Path]:
         if LABEL in [name.strip() for name in header.replace(",", ";").split(";")]:
             files.append(path)
     return files
+
+
+def normal_files(root: Path) -> list[Path]:
+    """Return the CSV files under root without the label column: runs of normal operation."""
+    labelled = set(experiment_files(root))
+    return [p for p in sorted(root.rglob("*.csv"), key=_natural_key) if p not in labelled]
+
+
+def run_normal_pieces(path: Path, target: str, workdir: Path, settings: dict) -> list[dict]:
+    """Cut a normal run into experiment-sized pieces and run the protocol on each one."""
+    frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+    results = []
+    for number, first in enumerate(range(0, len(frame) - PIECE_ROWS + 1, PIECE_ROWS)):
+        piece = frame.iloc[first : first + PIECE_ROWS].assign(**{LABEL: 0})
+        piece_path = workdir / f"piece{number}.csv"  # scratch copy, deleted with workdir
+        piece.to_csv(piece_path, sep=";", index=False)
+        result = run_file(piece_path, target, workdir, settings)
+        name = "/".join(path.parts[-2:])
+        results.append({**result, "file": f"{name} rows {first}-{first + PIECE_ROWS - 1}"})
+    return results
 
 
 def _natural_key(path: Path) -> tuple:
@@ -104,7 +132,14 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
-def markdown(results: list[dict], total: dict, command: str, seconds: float, settings: dict) -> str:
+def markdown(
+    results: list[dict],
+    total: dict,
+    command: str,
+    seconds: float,
+    settings: dict,
+    normal: list[dict] | None = None,
+) -> str:
     lines = [
         "# SKAB results",
         "",
@@ -128,7 +163,27 @@ def markdown(results: list[dict], total: dict, command: str, seconds: float, set
             f"| {name} | {r['rows']} | {f1} | {_percent(r['far'])} | {_percent(r['mar'])} | "
             f"{r['detected_labelled_events']}/{r['labelled_events']} | {r['false_runs']} |"
         )
+    if normal is not None:
+        lines += _normal_markdown(normal)
     return "\n".join(lines) + "\n"
+
+
+def _normal_markdown(normal: list[dict]) -> list[str]:
+    lines = [
+        "",
+        "## Normal runs",
+        "",
+        f"Files without labels, cut into pieces of {PIECE_ROWS:,} rows, each run with the same "
+        "protocol and every row counted as normal.",
+        "",
+        f"**FAR over {len(normal)} pieces: {_percent(pooled(normal)['far'])}**",
+        "",
+        "| piece | scored rows | FAR | false runs |",
+        "|---|---|---|---|",
+    ]
+    for r in normal:
+        lines.append(f"| {r['file']} | {r['rows']} | {_percent(r['far'])} | {r['false_runs']} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use the product's plain defaults (5-row window, 2 x RMSE) instead of the "
         "benchmark settings (30-s window and minimum, calibrated threshold)",
+    )
+    parser.add_argument(
+        "--normal-runs",
+        action="store_true",
+        help=f"also cut unlabelled files into {PIECE_ROWS:,}-row pieces and report their FAR",
     )
     args = parser.parse_args(argv)
     settings = PRODUCT_DEFAULTS if args.product_defaults else BENCHMARK_SETTINGS
@@ -169,19 +229,32 @@ def main(argv: list[str] | None = None) -> int:
             f"{_percent(result['mar']):>8}"
         )
     total = pooled(results)
+    normal = None
+    if args.normal_runs:
+        normal = []
+        for path in normal_files(args.root):
+            with tempfile.TemporaryDirectory() as workdir:
+                normal += run_normal_pieces(path, args.target, Path(workdir), settings)
+        for result in normal:
+            print(f"{result['file']:<40} {result['rows']:>6} FAR {_percent(result['far']):>8}")
     seconds = time.monotonic() - started
     print(f"settings: {settings}")
     print(
         f"pooled over {total['files']} files: F1 {total['f1']:.3f}  "
         f"FAR {_percent(total['far'])}  MAR {_percent(total['mar'])}"
     )
+    if normal is not None:
+        print(f"normal runs: FAR {_percent(pooled(normal)['far'])} over {len(normal)} pieces")
 
     command = "python benchmarks/skab.py " + " ".join(
         shlex.quote(a) for a in (argv or sys.argv[1:])
     )
-    args.markdown.write_text(markdown(results, total, command, seconds, settings))
+    args.markdown.write_text(markdown(results, total, command, seconds, settings, normal))
     if args.json:
-        args.json.write_text(json.dumps({**total, "per_file": results}, indent=2) + "\n")
+        document = {**total, "per_file": results}
+        if normal is not None:
+            document["normal_runs"] = {"far": pooled(normal)["far"], "per_piece": normal}
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

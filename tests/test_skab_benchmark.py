@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import skab
@@ -75,3 +77,56 @@ def test_skab_records_command_and_settings(two_files, tmp_path):
 def test_skab_rejects_unlabelled_folder(tmp_path, capsys):
     assert skab.main([str(tmp_path)]) == 2
     assert "no labelled SKAB files" in capsys.readouterr().err
+
+
+def _normal_run(path: Path, rows: int, shifted: slice, labelled: bool = False) -> None:
+    """A SKAB-like run: flow follows the current, plus noise; ``shifted`` rows jump by 3."""
+    rng = np.random.default_rng(3)
+    current = 1.0 + 0.2 * np.sin(np.arange(rows) / 40) + rng.normal(0, 0.02, rows)
+    flow = 30 + 5 * current + rng.normal(0, 0.1, rows)
+    flow[shifted] += 3.0
+    times = pd.date_range("2020-03-09 10:00:00", periods=rows, freq="1s")
+    frame = pd.DataFrame(
+        {
+            "datetime": times.strftime("%Y-%m-%d %H:%M:%S"),
+            "Current": current,
+            skab.DEFAULT_TARGET: flow,
+        }
+    )
+    if labelled:
+        frame["anomaly"] = 0
+        frame.loc[frame.index[shifted], "anomaly"] = 1
+    frame.to_csv(path, sep=";", index=False)
+
+
+def test_skab_normal_runs_cut_unlabelled_files_into_pieces(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "valve1").mkdir(parents=True)
+    (root / "anomaly-free").mkdir()
+    # Two whole pieces (rows 0-1149 and 1150-2299); the last 100 rows are left over. The
+    # second piece's scored rows jump by 30 noise standard deviations from row 1700 on.
+    _normal_run(root / "anomaly-free" / "run.csv", 2400, slice(1700, 2300))
+    _normal_run(root / "valve1" / "1.csv", 1000, slice(700, 800), labelled=True)
+    out = tmp_path / "r.json"
+
+    code = skab.main(
+        [str(root), "--normal-runs", "--json", str(out), "--markdown", str(tmp_path / "r.md")]
+    )
+
+    assert code == 0
+    normal = json.loads(out.read_text())["normal_runs"]
+    pieces = normal["per_piece"]
+    assert [p["file"] for p in pieces] == [
+        "anomaly-free/run.csv rows 0-1149",
+        "anomaly-free/run.csv rows 1150-2299",
+    ]
+    assert [p["rows"] for p in pieces] == [750, 750]
+    assert all(p["tp"] == 0 and p["fn"] == 0 for p in pieces)
+    assert pieces[0]["far"] < 0.05
+    # The jump breaches at once, at row 1700, so the event runs from the onset 29 rows
+    # earlier (the 30-s window) to the piece's end: 600 + 29 rows.
+    assert pieces[1]["fp"] == 629
+    total_fp = sum(p["fp"] for p in pieces)
+    assert normal["far"] == pytest.approx(total_fp / 1500, abs=1e-6)
+    assert "## Normal runs" in (tmp_path / "r.md").read_text()
+    assert "normal runs: FAR" in capsys.readouterr().out
