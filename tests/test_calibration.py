@@ -17,8 +17,10 @@ from anomaly_detector.config import ScoringConfig, Span
 from anomaly_detector.errors import ConfigurationError, RequestError
 from anomaly_detector.evaluation import event_flags
 from anomaly_detector.local_model import (
+    BLOCK_EXCEEDANCE,
     LocalModel,
     calibrated_threshold,
+    gumbel_level,
     out_of_time_residuals,
     train,
 )
@@ -126,6 +128,91 @@ def test_calibrated_threshold_rejects_few_full_windows():
 def test_calibrated_threshold_rejects_zero_residuals():
     with pytest.raises(RequestError, match="all zero"):
         calibrated_threshold(np.zeros(60), Span(rows=3), None)
+
+
+# -- extreme-value threshold ---------------------------------------------------------------
+
+
+def test_gumbel_level_by_the_method_of_moments():
+    # Maxima 1..5: sd 1.5811, scale = sd x sqrt(6) / pi = 1.2328,
+    # location = 3 - 0.5772 x 1.2328 = 2.2884, 1 % level = location + 4.6001 x scale = 7.960.
+    level, location, scale = gumbel_level([1, 2, 3, 4, 5], 0.01)
+
+    assert scale == pytest.approx(1.23281, abs=1e-4)
+    assert location == pytest.approx(2.28843, abs=1e-4)
+    assert level == pytest.approx(7.9595, abs=1e-3)
+    # The Gumbel distribution function at the level leaves 1 % above it.
+    assert np.exp(-np.exp(-(level - location) / scale)) == pytest.approx(0.99)
+
+
+def test_extreme_threshold_never_below_the_highest_score():
+    # Five identical blocks: the fit has no spread, so its level is the common maximum.
+    block = np.zeros(20)
+    block[10] = 3.0
+    residuals = np.tile(block, 5)
+
+    threshold, details = calibrated_threshold(residuals, Span(rows=1), None, blocks=5)
+
+    assert threshold == pytest.approx(3.0)
+    assert details["block_maxima"] == [3.0] * 5
+    assert details["block_rows"] == 20
+    assert details["gumbel_scale"] == 0
+
+
+def test_extreme_threshold_extrapolates_spread_block_maxima():
+    # Block maxima 1, 2, 3, 4, 5 (one spike per 20-row block, 1-row window): the threshold is
+    # the 1 % Gumbel level, above every training score.
+    residuals = np.full(100, 0.5)
+    residuals[[5, 25, 45, 65, 85]] = [1, 2, 3, 4, 5]
+
+    threshold, details = calibrated_threshold(residuals, Span(rows=1), None, blocks=5)
+    highest, _ = calibrated_threshold(residuals, Span(rows=1), None)
+
+    assert highest == pytest.approx(5.0)
+    assert threshold == pytest.approx(7.9595, abs=1e-3)
+    assert details["block_exceedance"] == BLOCK_EXCEEDANCE
+    assert details["threshold_over_cv_rmse"] == pytest.approx(
+        threshold / details["cv_rmse"], abs=1e-3
+    )
+
+
+def test_train_extreme_records_the_fit_and_is_at_least_calibrated(tmp_path):
+    frame = _machine(600, seed=1)
+    options = {
+        "target": "temperature",
+        "inputs": ["speed", "load"],
+        "timestamp_column": "time",
+        "window": "10",
+    }
+
+    calibrated = train(
+        frame.copy(), model_dir=tmp_path / "c", threshold_method="calibrated", **options
+    )
+    extreme = train(frame.copy(), model_dir=tmp_path / "e", threshold_method="extreme", **options)
+
+    saved = json.loads((tmp_path / "e" / "model_card.json").read_text())
+    assert saved["threshold_method"] == "extreme"
+    fit = saved["calibration"]
+    assert len(fit["block_maxima"]) == 5
+    assert fit["block_rows"] == 591 // 5
+    assert max(fit["block_maxima"]) == pytest.approx(calibrated.threshold, abs=1e-6)
+    level, _, _ = gumbel_level(fit["block_maxima"], BLOCK_EXCEEDANCE)
+    assert extreme.threshold == pytest.approx(max(level, calibrated.threshold), abs=1e-5)
+    assert extreme.threshold > calibrated.threshold
+    assert extreme.training_rows == 600
+
+
+def test_cli_train_extreme_explains_the_threshold(tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    _machine(300, seed=9).to_csv(data, index=False)
+    args = ["train", str(data), "--target", "temperature", "--model-dir", str(tmp_path / "m")]
+
+    assert main([*args, "--window", "10", "--threshold-method", "extreme"]) == 0
+
+    printed = capsys.readouterr().out
+    assert "1% level of a Gumbel fit to the highest out-of-time scores with window 10" in printed
+    assert "in 5 blocks of 58 rows" in printed  # 291 full windows / 5
+    assert "held out" not in printed
 
 
 # -- train ---------------------------------------------------------------------------------
@@ -324,13 +411,20 @@ def test_evaluate_rejects_invalid_events_file(tmp_path, capsys):
     assert "is not an events.json from detect" in capsys.readouterr().err
 
 
-def test_detect_warns_on_window_mismatch(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("method", "printed"),
+    [
+        ("calibrated", "highest out-of-time score with window 10"),
+        ("extreme", "Gumbel fit to the highest out-of-time scores with window 10"),
+    ],
+)
+def test_detect_warns_on_window_mismatch(tmp_path, capsys, method, printed):
     data = tmp_path / "train.csv"
     _machine(300, seed=9).to_csv(data, index=False)
     model_dir = tmp_path / "model"
     args = ["train", str(data), "--target", "temperature", "--model-dir", str(model_dir)]
-    assert main([*args, "--window", "10", "--threshold-method", "calibrated"]) == 0
-    assert "highest out-of-time score with window 10" in capsys.readouterr().out
+    assert main([*args, "--window", "10", "--threshold-method", method]) == 0
+    assert printed in capsys.readouterr().out
 
     code = main(
         [

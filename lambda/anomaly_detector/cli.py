@@ -89,19 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--threshold-method",
-        choices=["rmse", "calibrated"],
+        choices=["rmse", "calibrated", "extreme"],
         default="rmse",
         help="rmse: threshold = 2 x validation RMSE (default). calibrated: blocked "
         "cross-validation gives every training row an out-of-time residual, these are "
         "smoothed with --window, and the threshold is their highest score; the model is then "
-        "refitted on every row",
+        "refitted on every row. extreme: as calibrated, raised to the score that one fold's "
+        "length of normal rows exceeds with 1%% probability, from a Gumbel fit to the "
+        "folds' highest scores",
     )
     train.add_argument(
         "--cv-folds",
         type=int,
         default=5,
         metavar="K",
-        help="blocks of time for --threshold-method calibrated (default 5)",
+        help="blocks of time for --threshold-method calibrated and extreme (default 5)",
     )
     train.add_argument("--model-dir", required=True, type=Path, help="directory to write")
 
@@ -283,7 +285,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     # A calibrated model is refitted on every row, so no rows stay held out.
     held_out = f"held out {card.validation_rows}, "
-    if card.threshold_method == "calibrated":
+    if card.threshold_method != "rmse":
         held_out = ""
     print(
         f"trained {card.algorithm} on {card.training_rows} rows "
@@ -293,11 +295,16 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"  inputs     {', '.join(card.inputs)}")
     print(f"  timestamp  {card.timestamp_column or '(none)'}")
     print(f"  validation RMSE {card.validation_rmse:.4g}, MAE {card.validation_mae:.4g}")
-    if card.threshold_method == "calibrated":
+    if card.threshold_method != "rmse":
         cal = card.calibration
+        how = f"highest out-of-time score with window {cal['window']}, {cal['folds']} folds"
+        if card.threshold_method == "extreme":
+            how = (
+                f"1% level of a Gumbel fit to the highest out-of-time scores with window "
+                f"{cal['window']} in {cal['folds']} blocks of {cal['block_rows']} rows"
+            )
         print(
-            f"  threshold  {card.threshold:.4g} (highest out-of-time score with window "
-            f"{cal['window']}, {cal['folds']} folds; {cal['threshold_over_cv_rmse']:.3g} x "
+            f"  threshold  {card.threshold:.4g} ({how}; {cal['threshold_over_cv_rmse']:.3g} x "
             f"cross-validated RMSE {cal['cv_rmse']:.4g})"
         )
     else:
@@ -350,7 +357,7 @@ def _detect_setup(args: argparse.Namespace, build_client: bool = True):
             min_duration=Span.parse(args.min_duration or card.min_duration, "--min-duration"),
         )
         if (
-            card.threshold_method == "calibrated"
+            card.threshold_method != "rmse"
             and args.threshold is None
             and str(config.window) != card.calibration["window"]
         ):

@@ -13,6 +13,11 @@ Two ways to set the threshold are recorded in the card as ``threshold_method``:
   (same window), and the threshold is the highest smoothed score. Nothing in the training
   data would have raised an alarm, and the threshold already accounts for the window, which
   2 x RMSE does not. The final model is then fitted on every training row.
+- ``extreme``: as ``calibrated``, but the highest score of a few hundred training rows is
+  itself exceeded often by longer stretches of normal operation. The smoothed scores are cut
+  into one block per fold, a Gumbel distribution is fitted to the blocks' highest scores,
+  and the threshold is the level that one block exceeds with 1 % probability (when that is
+  above the highest score).
 """
 
 from __future__ import annotations
@@ -42,7 +47,11 @@ DEFAULT_VALIDATION_FRACTION = 0.2
 MIN_TRAINING_ROWS = 50
 # Threshold = this many times the validation RMSE, the product's default.
 THRESHOLD_RMSE_FACTOR = 2.0
-THRESHOLD_METHODS = ("rmse", "calibrated")
+THRESHOLD_METHODS = ("rmse", "calibrated", "extreme")
+# For threshold_method "extreme": the chance that one block of normal rows (a fold's length)
+# exceeds the threshold, read from a Gumbel fit to the blocks' highest scores.
+BLOCK_EXCEEDANCE = 0.01
+EULER_GAMMA = 0.5772156649015329
 DEFAULT_CV_FOLDS = 5
 # With fewer full-window scores than this, the maximum is too noisy to mark normal operation.
 MIN_CALIBRATION_SCORES = 50
@@ -81,8 +90,9 @@ class ModelCard:
     parameters: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     threshold_method: str = "rmse"
-    # For threshold_method "calibrated": folds, window, out-of-time RMSE, and how many
-    # smoothed scores the maximum was taken over.
+    # For threshold_method "calibrated" and "extreme": folds, window, out-of-time RMSE, and
+    # how many smoothed scores the maximum was taken over; for "extreme" also the block
+    # maxima and the Gumbel fit.
     calibration: dict | None = None
     format: int = CARD_FORMAT
 
@@ -196,7 +206,8 @@ def train(
     With ``threshold_method="rmse"`` the threshold is 2 x RMSE and the model is the one
     fitted without the held-out rows. With ``"calibrated"`` the threshold is the highest
     ``window``-smoothed score of out-of-time residuals from ``cv_folds`` blocked folds, and
-    the model is refitted on every row.
+    the model is refitted on every row. ``"extreme"`` does the same and raises the threshold
+    to the Gumbel level of the ``cv_folds`` block maxima (see ``gumbel_level``).
     """
     if not 0 < validation_fraction < 1:
         raise ConfigurationError(
@@ -261,11 +272,14 @@ def train(
         )
     threshold = THRESHOLD_RMSE_FACTOR * rmse
     calibration = None
-    if threshold_method == "calibrated":
+    if threshold_method in ("calibrated", "extreme"):
         x_all = matrix.to_numpy()
         residuals = out_of_time_residuals(x_all, y, cv_folds)
         threshold, calibration = calibrated_threshold(
-            residuals, window_span, None if times is None else times.reset_index(drop=True)
+            residuals,
+            window_span,
+            None if times is None else times.reset_index(drop=True),
+            blocks=cv_folds if threshold_method == "extreme" else None,
         )
         calibration["folds"] = cv_folds
         booster = _fit(x_all, y)
@@ -282,7 +296,7 @@ def train(
         timestamp_column=timestamp_column,
         window=window,
         min_duration=min_duration,
-        training_rows=int(len(y) if threshold_method == "calibrated" else split),
+        training_rows=int(len(y) if threshold_method != "rmse" else split),
         validation_rows=int(len(y) - split),
         dropped_rows=dropped,
         time_range=None
@@ -329,12 +343,15 @@ def out_of_time_residuals(x: np.ndarray, y: np.ndarray, folds: int) -> np.ndarra
 
 
 def calibrated_threshold(
-    residuals: np.ndarray, window: Span, times: pd.Series | None
+    residuals: np.ndarray, window: Span, times: pd.Series | None, blocks: int | None = None
 ) -> tuple[float, dict]:
     """Return the highest score of ``residuals`` smoothed as detect smooths them, after warm-up.
 
     Rows before the first full window are left out: their partial windows average fewer
     residuals, so their scores are noisier than any later row's.
+
+    With ``blocks``, the scores are cut into that many blocks in time order and the threshold
+    is raised to the extreme-value level (see ``gumbel_level``) when that is higher.
 
     NOTE: training drops rows with a missing input or target before this, so with a
     row-count window a score averages the last N complete rows, while detect averages the
@@ -370,9 +387,37 @@ def calibrated_threshold(
             "target may be constant. Choose another target or more varied training data."
         )
     rmse = float(np.sqrt(np.mean(residuals**2)))
+    details = {}
+    if blocks is not None:
+        maxima = [float(np.max(block)) for block in np.array_split(scores, blocks)]
+        level, location, scale = gumbel_level(maxima, BLOCK_EXCEEDANCE)
+        threshold = max(threshold, level)
+        details = {
+            "block_maxima": [round(m, 6) for m in maxima],
+            "block_rows": int(len(scores) // blocks),
+            "gumbel_location": round(location, 6),
+            "gumbel_scale": round(scale, 6),
+            "block_exceedance": BLOCK_EXCEEDANCE,
+        }
     return threshold, {
         "cv_rmse": round(rmse, 6),
         "window": str(window),
         "scored_rows": int(len(scores)),
         "threshold_over_cv_rmse": round(threshold / rmse, 4),
+        **details,
     }
+
+
+def gumbel_level(maxima: list[float], exceedance: float) -> tuple[float, float, float]:
+    """Fit a Gumbel distribution to block maxima and return the level and the fit's parameters.
+
+    The highest score of a block of normal rows follows, for long blocks, an extreme-value
+    distribution; a Gumbel fit by the method of moments (scale = sd x sqrt(6) / pi, location =
+    mean - Euler's constant x scale) needs no optimiser and is stable with a handful of
+    blocks. The level is the score that one block exceeds with probability ``exceedance``.
+    """
+    values = np.asarray(maxima, dtype=float)
+    scale = float(np.std(values, ddof=1) * math.sqrt(6) / math.pi)
+    location = float(np.mean(values) - EULER_GAMMA * scale)
+    level = location - scale * math.log(-math.log(1 - exceedance))
+    return level, location, scale
