@@ -7,14 +7,19 @@ as an operator would be warned. Point-wise counts are pooled over all files:
 
     F1 = TP / (TP + (FN + FP) / 2),  FAR = FP / (FP + TN),  MAR = FN / (FN + TP)
 
-Settings (chosen before looking at any label, and each one a documented ``train`` option):
+Settings, each one a documented ``train`` option. The window and the minimum duration were
+fixed before looking at any label. The threshold method was chosen between ``calibrated``
+and ``extreme`` for its lower FAR on pieces of the unlabelled normal run (``--normal-runs``);
+both pass the valve1 goal, and benchmarks/README.md gives both results.
 
 - ``--window 30s``: SKAB samples once a second and its faults last minutes, so half a minute
   of residuals is averaged.
 - ``--min-duration 30s``: a warning needs the breach to last as long as one window.
-- ``--threshold-method calibrated``: the threshold is the highest 30-s score of out-of-time
-  residuals on the 400 training rows (blocked 5-fold cross-validation), so no training row
-  would have alarmed.
+- ``--threshold-method extreme``: blocked 5-fold cross-validation gives every training row an
+  out-of-time residual, and their 30-s scores are cut into 5 blocks. A Gumbel distribution
+  is fitted to the blocks' highest scores, and the threshold is the level one block exceeds
+  with 1 % probability (never below the highest score). The scored rows are twice the
+  training rows, so the highest training score alone would be exceeded by chance.
 
 ``--product-defaults`` runs the product's plain defaults instead (5-row window, 1-row minimum,
 threshold 2 x validation RMSE) for comparison.
@@ -52,7 +57,7 @@ LABEL = "anomaly"
 NOT_INPUTS = ["anomaly", "changepoint"]
 DEFAULT_TARGET = "Volume Flow RateRMS"
 MARKDOWN_DEFAULT = Path(__file__).with_name("SKAB_RESULTS.md")
-BENCHMARK_SETTINGS = {"window": "30s", "min_duration": "30s", "threshold_method": "calibrated"}
+BENCHMARK_SETTINGS = {"window": "30s", "min_duration": "30s", "threshold_method": "extreme"}
 PRODUCT_DEFAULTS = {"window": "5", "min_duration": "1", "threshold_method": "rmse"}
 
 
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "--product-defaults",
         action="store_true",
         help="use the product's plain defaults (5-row window, 2 x RMSE) instead of the "
-        "benchmark settings (30-s window and minimum, calibrated threshold)",
+        "benchmark settings (30-s window and minimum, extreme-value threshold)",
     )
     parser.add_argument(
         "--normal-runs",

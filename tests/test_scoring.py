@@ -284,9 +284,9 @@ def test_event_drivers_empty_without_inputs():
 # -- onset: the first scored row of the window whose score first crossed the threshold --
 
 
-def test_onset_is_the_first_row_of_the_first_breaching_window():
+def test_onset_opens_first_breaching_window():
     # Window 3, threshold 1.5. Scores: 0, 0, 0, 1, 2, 3, 2, 1 -> the run starts at row 4,
-    # whose window holds rows 2, 3 and 4.
+    # whose window contains rows 2, 3 and 4.
     _, events = run([0, 0, 0, 3, 3, 3, 0, 0], np.zeros(8), config(window="3", threshold=1.5))
 
     assert len(events) == 1
@@ -301,7 +301,7 @@ def test_onset_skips_unscored_rows_at_the_window_start():
     assert (events[0].onset_row, events[0].start_row) == (3, 4)
 
 
-def test_onset_at_the_first_row_when_the_window_reaches_back_past_it():
+def test_onset_stops_at_first_row():
     _, events = run([4, 4, 0, 0], np.zeros(4), config(window="5", threshold=1.5))
 
     assert (events[0].onset_row, events[0].start_row) == (0, 0)
@@ -310,7 +310,7 @@ def test_onset_at_the_first_row_when_the_window_reaches_back_past_it():
 def test_onset_follows_a_time_window():
     # 2-minute window over rows at minutes 0, 1, 2, 3, 5, 6. At minute 3 the score is
     # (0 + 2) / 2 = 1. The run starts at minute 5 (row 4): its window, after minute 3 up to
-    # minute 5, holds only row 4, so row 4 is also the onset.
+    # minute 5, contains only row 4, so row 4 is also the onset.
     cfg = config(window="2min", threshold=2.5, timestamps=True)
 
     _, events = run([0, 0, 0, 2, 3, 3], np.zeros(6), cfg, times(0, 1, 2, 3, 5, 6))
@@ -319,7 +319,7 @@ def test_onset_follows_a_time_window():
     assert events[0].to_dict()["onset"] == "2024-01-01T00:05:00Z"
 
 
-def test_onset_in_a_time_window_reaches_back_to_rows_inside_it():
+def test_onset_in_time_window_reaches_back():
     # 3-minute window: the row at minute 4 averages minutes 2, 3 and 4 -> (1 + 4 + 4) / 3 = 3.
     cfg = config(window="3min", threshold=2.5, timestamps=True)
 
@@ -342,7 +342,7 @@ def test_onset_found_in_an_earlier_chunk(chunk):
     assert (events[0].onset_row, events[0].start_row, events[0].end_row) == (2, 4, 6)
 
 
-def test_onset_of_a_row_window_carries_the_row_time():
+def test_onset_of_row_window_has_time():
     cfg = config(window="3", threshold=1.5, timestamps=True)
 
     _, events = run([0, 0, 0, 3, 3, 3, 0, 0], np.zeros(8), cfg, times(*range(8)))

@@ -53,12 +53,12 @@ def test_skab_shared_valve1_pools_counts(two_files, tmp_path, capsys):
     assert result["f1"] == pytest.approx(tp / (tp + (fn + fp) / 2), abs=1e-6)
     for key in ("f1", "far", "mar"):
         assert 0 <= result[key] <= 1
-    # Both files contain one clear valve closure that the calibrated settings find.
+    # Both files contain one clear valve closure that the benchmark settings find.
     assert result["f1"] > 0.8
     assert all(r["detected_labelled_events"] == 1 for r in result["per_file"])
     printed = capsys.readouterr().out
     assert "pooled over 2 files" in printed
-    assert "'threshold_method': 'calibrated'" in printed
+    assert "'threshold_method': 'extreme'" in printed
 
 
 @pytest.mark.skab

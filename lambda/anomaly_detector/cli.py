@@ -297,14 +297,14 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"  validation RMSE {card.validation_rmse:.4g}, MAE {card.validation_mae:.4g}")
     if card.threshold_method != "rmse":
         cal = card.calibration
-        how = f"highest out-of-time score with window {cal['window']}, {cal['folds']} folds"
+        source = f"highest out-of-time score with window {cal['window']}, {cal['folds']} folds"
         if card.threshold_method == "extreme":
-            how = (
+            source = (
                 f"1% level of a Gumbel fit to the highest out-of-time scores with window "
                 f"{cal['window']} in {cal['folds']} blocks of {cal['block_rows']} rows"
             )
         print(
-            f"  threshold  {card.threshold:.4g} ({how}; {cal['threshold_over_cv_rmse']:.3g} x "
+            f"  threshold  {card.threshold:.4g} ({source}; {cal['threshold_over_cv_rmse']:.3g} x "
             f"cross-validated RMSE {cal['cv_rmse']:.4g})"
         )
     else:

@@ -90,9 +90,8 @@ class ModelCard:
     parameters: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     threshold_method: str = "rmse"
-    # For threshold_method "calibrated" and "extreme": folds, window, out-of-time RMSE, and
-    # how many smoothed scores the maximum was taken over; for "extreme" also the block
-    # maxima and the Gumbel fit.
+    # For threshold_method "calibrated" and "extreme": folds, window, out-of-time RMSE and
+    # the number of smoothed scores. "extreme" adds the block maxima and the Gumbel fit.
     calibration: dict | None = None
     format: int = CARD_FORMAT
 

@@ -9,8 +9,8 @@ An event is reported when it lasts at least the minimum duration: that many rows
 ``end - start`` at least that long for a time span.
 
 An event's onset is the first scored row of the window whose score first crossed the
-threshold. Those are the rows whose residuals raised the alarm, so the deviation began at the
-onset or later; the trailing window makes ``start`` lag it by up to one window.
+threshold. The residuals that raised the alarm lie from the onset on, so the deviation began
+there or later. Because the window trails, ``start`` lags the onset by up to one window.
 
 ``Scorer`` keeps the window tail and any open event between calls, so a long file scored
 in chunks gives the same result as scoring it whole.
