@@ -7,6 +7,10 @@ as an operator would be warned. Point-wise counts are pooled over all files:
 
     F1 = TP / (TP + (FN + FP) / 2),  FAR = FP / (FP + TN),  MAR = FN / (FN + TP)
 
+It also prints SKAB's changepoint score: NAB with the standard, low-FP and low-FN profiles,
+over 30-s windows centred on the rows that the ``changepoint`` column marks. The detected
+changepoints are the rows where an event begins (its onset) or ends.
+
 Settings, each one a documented ``train`` option. The window and the minimum duration were
 fixed before looking at any label. The threshold method was chosen between ``calibrated``
 and ``extreme`` for its lower FAR on pieces of the unlabelled normal run (``--normal-runs``);
@@ -41,19 +45,28 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from anomaly_detector.batch import RowRange, detect_file, read_table
-from anomaly_detector.evaluation import evaluate, event_flags
+from anomaly_detector.evaluation import (
+    ChangepointCounts,
+    count_changepoints,
+    evaluate,
+    event_flags,
+    flag_changes,
+    nab_scores,
+)
 from anomaly_detector.local_model import LocalModel, default_inputs, train
 
 TRAIN_ROWS = 400
 # A typical SKAB experiment's length, used to cut long normal runs into experiment-sized pieces.
 PIECE_ROWS = 1150
 LABEL = "anomaly"
+CHANGEPOINT = "changepoint"
 NOT_INPUTS = ["anomaly", "changepoint"]
 DEFAULT_TARGET = "Volume Flow RateRMS"
 MARKDOWN_DEFAULT = Path(__file__).with_name("SKAB_RESULTS.md")
@@ -112,15 +125,24 @@ def run_file(path: Path, target: str, workdir: Path, settings: dict) -> dict:
     config = card.scoring_config()
     out = workdir / "out"
     detected = detect_file(path, config, model, out, rows=RowRange(TRAIN_ROWS, None))
-    scored = pd.read_csv(out / "scored.csv", usecols=["row", "status", LABEL])
+    scored = pd.read_csv(out / "scored.csv")
     # The rows operators are warned about: those inside events that lasted the minimum.
     flags = event_flags(detected.events, scored["row"], scored["status"] == "scored")
     result = evaluate(flags, scored[LABEL].to_numpy(dtype=float) > 0.5)
-    return {"file": str(path), **result.to_dict(), "threshold": card.threshold}
+    times = pd.to_datetime(scored["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
+    marked = scored.get(CHANGEPOINT, pd.Series(0.0, index=scored.index)).to_numpy(dtype=float)
+    changepoints = count_changepoints(times[marked > 0.5], flag_changes(times, flags))
+    return {
+        "file": str(path),
+        **result.to_dict(),
+        "threshold": card.threshold,
+        "changepoints": asdict(changepoints),
+    }
 
 
 def pooled(results: list[dict]) -> dict:
     tp, fp, tn, fn = (sum(r[k] for r in results) for k in ("tp", "fp", "tn", "fn"))
+    nab = nab_scores([ChangepointCounts(**r["changepoints"]) for r in results])
     return {
         "files": len(results),
         "tp": tp,
@@ -130,7 +152,13 @@ def pooled(results: list[dict]) -> dict:
         "f1": round(tp / (tp + (fn + fp) / 2), 6) if tp + fn + fp else None,
         "far": round(fp / (fp + tn), 6) if fp + tn else None,
         "mar": round(fn / (fn + tp), 6) if fn + tp else None,
+        "nab": nab,
     }
+
+
+def _nab_text(nab: dict) -> str:
+    names = {"standard": "standard", "low_fp": "low FP", "low_fn": "low FN"}
+    return ", ".join(f"{names[k]} {'n/a' if v is None else f'{v:.2f}'}" for k, v in nab.items())
 
 
 def _percent(value: float | None) -> str:
@@ -157,6 +185,9 @@ def markdown(
         "",
         f"**Pooled: F1 {total['f1']:.3f}, FAR {_percent(total['far'])}, "
         f"MAR {_percent(total['mar'])}**",
+        "",
+        f"Changepoint score (NAB, 30-s windows centred on the `{CHANGEPOINT}` rows; detected "
+        f"changepoints are where an event begins or ends): {_nab_text(total['nab'])}.",
         "",
         "| file | rows | F1 | FAR | MAR | labelled events hit | false runs |",
         "|---|---|---|---|---|---|---|",
@@ -248,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pooled over {total['files']} files: F1 {total['f1']:.3f}  "
         f"FAR {_percent(total['far'])}  MAR {_percent(total['mar'])}"
     )
+    print(f"changepoint score (NAB): {_nab_text(total['nab'])}")
     if normal is not None:
         print(f"normal runs: FAR {_percent(pooled(normal)['far'])} over {len(normal)} pieces")
 

@@ -96,10 +96,12 @@ def _normal_run(path: Path, rows: int, shifted: slice, labelled: bool = False) -
     if labelled:
         frame["anomaly"] = 0
         frame.loc[frame.index[shifted], "anomaly"] = 1
+        frame["changepoint"] = 0
+        frame.loc[[shifted.start, shifted.stop], "changepoint"] = 1
     frame.to_csv(path, sep=";", index=False)
 
 
-def test_skab_normal_runs_cut_unlabelled_files_into_pieces(tmp_path, capsys):
+def test_skab_normal_runs_pieces(tmp_path, capsys):
     root = tmp_path / "data"
     (root / "valve1").mkdir(parents=True)
     (root / "anomaly-free").mkdir()
@@ -128,5 +130,13 @@ def test_skab_normal_runs_cut_unlabelled_files_into_pieces(tmp_path, capsys):
     assert pieces[1]["fp"] == 629
     total_fp = sum(p["fp"] for p in pieces)
     assert normal["far"] == pytest.approx(total_fp / 1500, abs=1e-6)
+    # Changepoints at rows 700 and 800 (windows of 15 s either side). The event's onset is 29
+    # rows before the step and it ends 23 rows after the step back, so both detected
+    # changepoints miss their windows: NAB standard 100 x (-2 - 2 x 0.11 + 2) / 4 = -5.5.
+    result = json.loads(out.read_text())
+    assert result["per_file"][0]["changepoints"]["windows"] == 2
+    assert result["per_file"][0]["changepoints"]["missed"] == 2
+    assert result["per_file"][0]["changepoints"]["false_detections"] == 2
+    assert result["nab"]["standard"] == -5.5
     assert "## Normal runs" in (tmp_path / "r.md").read_text()
     assert "normal runs: FAR" in capsys.readouterr().out

@@ -90,3 +90,111 @@ def event_flags(events: list[dict], rows: np.ndarray, scored: np.ndarray) -> np.
         first = event.get("onset_row", event["start_row"])
         flags |= (rows >= first) & (rows <= event["end_row"])
     return flags & np.asarray(scored, dtype=bool)
+
+
+# -- changepoint score (NAB, as SKAB applies it) -----------------------------------------------
+
+# Numenta Anomaly Benchmark profiles as SKAB uses them: (A_tp, A_fp, A_fn). A detection early in
+# a changepoint's window earns up to A_tp, and a late one down to A_fp. A missed window costs
+# A_fn, and every detection outside all windows costs A_fp.
+NAB_PROFILES = {
+    "standard": (1.0, -0.11, -1.0),
+    "low_fp": (1.0, -0.22, -1.0),
+    "low_fn": (1.0, -0.11, -2.0),
+}
+NAB_WINDOW = np.timedelta64(30, "s")
+# SKAB's reference evaluation reads the reward from a 1,000-step grid across the window.
+NAB_GRID = 1000
+
+
+@dataclass
+class ChangepointCounts:
+    """Changepoint windows of one file: how each was met, and the detections outside them."""
+
+    windows: int
+    positions: list[float]  # per detected window: first detection's place in it, 0 to 1
+    missed: int
+    false_detections: int
+
+
+def changepoint_windows(
+    changepoints: np.ndarray, width: np.timedelta64 = NAB_WINDOW
+) -> list[tuple[np.datetime64, np.datetime64]]:
+    """Return a window of ``width`` centred on each true changepoint time, in time order.
+
+    Where two windows overlap, the later one starts where the earlier one ends.
+    """
+    windows = []
+    for time in np.sort(np.asarray(changepoints, dtype="datetime64[ns]")):
+        start, end = time - width / 2, time + width / 2
+        if windows and start < windows[-1][1]:
+            start = windows[-1][1]
+        windows.append((start, end))
+    return windows
+
+
+def count_changepoints(
+    changepoints: np.ndarray, detections: np.ndarray, width: np.timedelta64 = NAB_WINDOW
+) -> ChangepointCounts:
+    """Match detected changepoint times with windows around the true ones.
+
+    A window is met by its first detection; later detections in the same window count for
+    nothing. A detection inside no window is a false detection.
+    """
+    windows = changepoint_windows(changepoints, width)
+    times = np.sort(np.asarray(detections, dtype="datetime64[ns]"))
+    inside = np.zeros(len(times), dtype=bool)
+    positions = []
+    for start, end in windows:
+        hits = (times >= start) & (times <= end)
+        inside |= hits
+        if hits.any():
+            first = times[np.argmax(hits)]
+            positions.append(float((first - start) / (end - start)))
+    return ChangepointCounts(
+        windows=len(windows),
+        positions=positions,
+        missed=len(windows) - len(positions),
+        false_detections=int((~inside).sum()),
+    )
+
+
+def nab_reward(position: float, a_tp: float, a_fp: float) -> float:
+    """Return the reward for a detection at ``position`` (0 = window start, 1 = its end)."""
+    step = min(int(position * NAB_GRID), NAB_GRID - 1)
+    x = -np.pi / 2 + np.pi * step / (NAB_GRID - 1)
+    return float((a_tp - a_fp) / 2 * (1 - np.tanh(x) / np.tanh(np.pi / 2)) + a_fp)
+
+
+def nab_scores(counts: list[ChangepointCounts]) -> dict[str, float | None]:
+    """Return the NAB score of each profile over all files, from 0 (detects nothing) to 100.
+
+    Score = 100 x (raw - null) / (perfect - null), where raw sums the rewards and penalties,
+    null is every window missed and perfect every window met at its start. It is negative
+    when false detections cost more than the detections earn, and None without windows.
+    """
+    windows = sum(c.windows for c in counts)
+    if windows == 0:
+        return dict.fromkeys(NAB_PROFILES)
+    scores = {}
+    for name, (a_tp, a_fp, a_fn) in NAB_PROFILES.items():
+        raw = sum(
+            sum(nab_reward(p, a_tp, a_fp) for p in c.positions)
+            + a_fn * c.missed
+            + a_fp * c.false_detections
+            for c in counts
+        )
+        null, perfect = a_fn * windows, a_tp * windows
+        scores[name] = round(100 * (raw - null) / (perfect - null), 2)
+    return scores
+
+
+def flag_changes(times: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Return the times where ``flags`` switches on or off: detected changepoints.
+
+    The first row is no change, as in SKAB's evaluation, which takes changepoints from the
+    difference of consecutive point labels.
+    """
+    flags = np.asarray(flags, dtype=np.int8)
+    changes = np.flatnonzero(np.diff(flags) != 0) + 1
+    return np.asarray(times, dtype="datetime64[ns]")[changes]
