@@ -816,6 +816,8 @@ def test_warning_published_once(warning_queue):
     assert f"Asset: {ASSET_ID}" in message
     assert f"{EVENT_START} to {EVENT_END} (first alarming window from {EVENT_ONSET})" in message
     assert f"peak score {PEAK_SCORE:.4g}" in message
+    event = parse_body(response)["events"][0]
+    assert f"{abs(event['target_deviation']):.1f} x the normal error" in message
     assert "target above prediction" in message
     assert notification["MessageAttributes"]["asset"]["Value"] == ASSET_ID
     assert read_notifications() == []

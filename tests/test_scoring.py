@@ -8,7 +8,7 @@ import pytest
 
 from anomaly_detector.config import ScoringConfig, Span
 from anomaly_detector.errors import ConfigurationError, RequestError
-from anomaly_detector.scoring import Scorer, score_all
+from anomaly_detector.scoring import Scorer, describe_inputs, score_all
 
 NAN = np.nan
 
@@ -349,3 +349,43 @@ def test_onset_of_row_window_has_time():
 
     assert events[0].to_dict()["onset"] == "2024-01-01T00:02:00Z"
     assert events[0].to_dict()["start"] == "2024-01-01T00:04:00Z"
+
+
+# -- target deviation and the inputs named to operators -------------------------------------
+
+
+def test_target_deviation_in_units_of_normal_error():
+    # Normal rows have residuals of +-1 (RMS 1); the event's rows 4-5 average 5.
+    actual = [1, -1, 1, -1, 5, 5, 1, -1]
+
+    _, events = run(actual, np.zeros(8), config(threshold=2.0))
+
+    assert events[0].to_dict()["target_deviation"] == 5.0
+
+
+def test_target_deviation_below_prediction_is_negative():
+    actual = [2, -2, 2, -2, -8, -8, 2, -2]
+
+    _, events = run(actual, np.zeros(8), config(threshold=3.0))
+
+    assert events[0].to_dict()["target_deviation"] == -4.0
+
+
+def test_target_deviation_none_without_normal_rows():
+    _, events = run([5, 5, 1], np.zeros(3), config(threshold=2.0))
+
+    assert events[0].to_dict()["target_deviation"] is None
+
+
+@pytest.mark.parametrize(
+    ("deviations", "text"),
+    [
+        ([3.04, -2.5, 0.4], "a +3.0 sd, b -2.5 sd"),
+        ([1.9, -0.3], "none beyond 2 sd"),
+        ([], ""),
+    ],
+)
+def test_describe_inputs_names_notable_shifts(deviations, text):
+    drivers = [{"input": name, "deviation": d} for name, d in zip("abc", deviations, strict=False)]
+
+    assert describe_inputs({"drivers": drivers}) == text

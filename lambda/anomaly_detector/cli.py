@@ -480,6 +480,8 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from .scoring import describe_inputs
+
     console = Console()
     console.width = max(console.width, 140)  # room for full timestamps when piped
     max_score = summary["max_score"]
@@ -492,7 +494,7 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["not_scored"].items())
         console.print(f"not scored: {reasons}")
     table = Table(title=f"{len(events)} event(s)")
-    columns = ("#", "onset", "start", "end", "rows", "peak score", "direction", "inputs moved")
+    columns = ("#", "onset", "start", "end", "rows", "peak score", "target", "inputs moved")
     for column in columns:
         table.add_column(column)
     for number, event in enumerate(events[:MAX_PRINTED_EVENTS], start=1):
@@ -503,13 +505,21 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
             str(event["end"]),
             str(event["rows"]),
             f"{event['peak_score']:.4g}",
-            event["direction"],
-            ", ".join(f"{d['input']} {d['deviation']:+.1f} sd" for d in event["drivers"][:2]),
+            _target_text(event),
+            describe_inputs(event),
         )
     console.print(table)
     if len(events) > MAX_PRINTED_EVENTS:
         console.print(f"... and {len(events) - MAX_PRINTED_EVENTS} more in events.json")
     console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
+
+
+def _target_text(event: dict) -> str:
+    """Say where the target lay against its prediction, in units of the normal error."""
+    ratio = event.get("target_deviation")
+    if ratio is None:
+        return event["direction"]
+    return f"{event['direction']}, {abs(ratio):.1f}x error"
 
 
 ROW_KEYS = ("start_row", "end_row")

@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
 from .config import ServiceConfig
+from .scoring import describe_inputs
 
 SUBJECT_LIMIT = 99  # SNS subjects are at most 100 ASCII characters
 # SNS rejects messages over 256 KiB. The body lists at most this many events, each line
@@ -95,16 +96,21 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
             f"Event {number}: {event['start']} to {event['end']} (first alarming window "
             f"from {event['onset']}), {event['rows']} rows, "
             f"peak score {event['peak_score']:.4g}, target {event['direction']} prediction "
-            f"(mean residual {event['mean_residual']:+.4g})"
+            f"(mean residual {event['mean_residual']:+.4g}{_error_ratio(event)})"
         )
-        if event.get("drivers"):
-            shifts = ", ".join(f"{d['input']} {d['deviation']:+.1f} sd" for d in event["drivers"])
-            lines.append(f"  inputs against their normal values: {shifts}")
+        inputs = describe_inputs(event)
+        if inputs:
+            lines.append(f"  inputs against their normal values: {inputs}")
     if len(events) > MAX_LISTED_EVENTS:
         lines.append(
             f"... and {len(events) - MAX_LISTED_EVENTS} more events, listed in the API response."
         )
     return subject, "\n".join(lines)
+
+
+def _error_ratio(event: dict) -> str:
+    ratio = event.get("target_deviation")
+    return "" if ratio is None else f", {abs(ratio):.1f} x the normal error"
 
 
 def publish_warning(

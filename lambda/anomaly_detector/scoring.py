@@ -28,6 +28,9 @@ from .errors import RequestError
 
 # Inputs listed per event, the most deviating first.
 MAX_DRIVERS = 3
+# Texts for operators name an input only when its mean moved at least this many standard
+# deviations from normal, because normal rows often show smaller shifts.
+NOTABLE_DEVIATION = 2.0
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Event:
     onset_time: pd.Timestamp | None = None
     input_sums: np.ndarray | None = None  # per input, summed over the event's rows
     drivers: list[dict] = field(default_factory=list)
+    # Mean residual over the RMS residual of the normal rows; None with fewer than 2 of them.
+    target_deviation: float | None = None
 
     @property
     def direction(self) -> str:
@@ -83,6 +88,9 @@ class Event:
             "peak_time": _iso(self.peak_time) if self.peak_time is not None else None,
             "direction": self.direction,
             "mean_residual": round(float(self.mean_residual), 6),
+            "target_deviation": None
+            if self.target_deviation is None
+            else round(float(self.target_deviation), 3),
             "drivers": self.drivers,
         }
 
@@ -117,6 +125,9 @@ class Scorer:
     _normal_count: int = 0
     _normal_mean: np.ndarray | None = None
     _normal_m2: np.ndarray | None = None
+    # Count and sum of squares of the residuals of those rows: the model's normal error.
+    _normal_residuals: int = 0
+    _normal_square_sum: float = 0.0
 
     def score(
         self,
@@ -160,8 +171,12 @@ class Scorer:
         ordered_anomaly = ordered_score > self.config.threshold
         is_anomaly[order] = ordered_anomaly
 
+        normal = ~np.isnan(ordered_score) & ~ordered_anomaly
+        normal_residuals = residual[order][normal]
+        self._normal_residuals += len(normal_residuals)
+        self._normal_square_sum += float(np.sum(normal_residuals**2))
         if inputs is not None:
-            self._update_normal(inputs[order][~np.isnan(ordered_score) & ~ordered_anomaly])
+            self._update_normal(inputs[order][normal])
         self._find_events(
             order, ordered_score, ordered_anomaly, residual, ordered_times, offset, window, inputs
         )
@@ -173,8 +188,13 @@ class Scorer:
             self._close(self._open)
             self._open = None
         # Explain at the end, against every normal row, so chunking does not change the result.
+        normal_error = None
+        if self._normal_residuals >= 2:
+            normal_error = float(np.sqrt(self._normal_square_sum / self._normal_residuals))
         for event in self.events:
             event.drivers = self._explain(event)
+            if normal_error:
+                event.target_deviation = event.mean_residual / normal_error
         return self.events
 
     # -- rolling window --------------------------------------------------------------------
@@ -345,6 +365,17 @@ class _Windows:
             start = max(last - self.span.rows + 1, 0)
         first = start + int(np.argmax(~np.isnan(self.values[start : last + 1])))
         return int(self.rows[first]), _timestamp(self.times, first)
+
+
+def describe_inputs(event: dict) -> str:
+    """Name the inputs of an event's drivers that moved notably, for a warning or a table."""
+    drivers = event.get("drivers") or []
+    moved = [d for d in drivers if abs(d["deviation"]) >= NOTABLE_DEVIATION]
+    if moved:
+        return ", ".join(f"{d['input']} {d['deviation']:+.1f} sd" for d in moved)
+    if drivers:
+        return f"none beyond {NOTABLE_DEVIATION:g} sd"
+    return ""
 
 
 def _timestamp(times: np.ndarray | None, index: int) -> pd.Timestamp | None:
