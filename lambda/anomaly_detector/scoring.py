@@ -353,7 +353,7 @@ class _Windows:
     span: Span
 
     def onset(self, index: int) -> tuple[int, pd.Timestamp | None]:
-        """Row number and time of the first scored row in the window of ordered row ``index``."""
+        """Return the row number and time of the first scored row in the window of ``index``."""
         last = self.tail + index
         if self.span.is_time:
             start = int(
