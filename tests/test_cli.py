@@ -190,3 +190,64 @@ def test_help_names_units(command, capsys, monkeypatch):
     if command in ("detect", "serve"):
         assert "target's unit" in text
         assert "time span" in text
+
+
+# -- errors name rows of the file, whatever the chunks and --rows --------------------------
+
+
+def _with_bad_cell(tmp_path: Path, column: str, value: str, row: int = 19) -> Path:
+    frame = pd.read_csv(TEST).head(20).astype({column: object})
+    frame.loc[row, column] = value
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--chunk-rows", "4"], ["--rows", "5:"], ["--rows", "3:", "--chunk-rows", "7"]],
+)
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("motor_speed", "abc", "not finite numbers at row(s) 19 "),
+        ("timestamp", "2024-03-21T00:19:00+2", "unsupported form at row(s) 19 "),
+    ],
+)
+def test_detect_errors_name_file_rows(model_dir, tmp_path, capsys, options, column, value, words):
+    data = _with_bad_cell(tmp_path, column, value)
+
+    code = main(
+        ["detect", str(data), "--model-dir", str(model_dir), "--out", str(tmp_path / "o")]
+        + ["--no-figures", *options]
+    )
+
+    assert code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_train_errors_name_file_rows(tmp_path, capsys):
+    data = _with_bad_cell(tmp_path, "torque", "12 kW")
+    args = ["train", str(data), "--target", "bearing_temperature", "--rows", "10:"]
+
+    code = main([*args, "--inputs", "motor_speed", "torque", "--model-dir", str(tmp_path / "m")])
+
+    assert code == 2
+    assert "'torque' has values that are not finite numbers at row(s) 19 " in (
+        capsys.readouterr().err
+    )
+
+
+def test_time_order_error_names_file_row(model_dir, tmp_path, capsys):
+    frame = pd.read_csv(TEST).head(40)
+    frame.loc[30, "timestamp"] = frame.loc[2, "timestamp"]  # back in time, in a later chunk
+    data = tmp_path / "back.csv"
+    frame.to_csv(data, index=False)
+    options = ["--rows", "10:", "--chunk-rows", "15", "--no-figures"]
+
+    code = main(
+        ["detect", str(data), "--model-dir", str(model_dir), "--out", str(tmp_path / "o")] + options
+    )
+
+    assert code == 2
+    assert "Timestamps go back in time at row 30:" in capsys.readouterr().err

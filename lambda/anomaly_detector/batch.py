@@ -172,19 +172,6 @@ class FileResult:
     plot: PlotData
 
 
-def _to_file_rows(events: list[dict], first_row: int) -> list[dict]:
-    """Number event rows as scored.csv's ``row`` column does: data rows of the whole file."""
-    if first_row == 0:
-        return events
-    for event in events:
-        for key in ("start_row", "end_row", "peak_row", "onset_row"):
-            event[key] += first_row
-        for key in ("start", "end", "onset"):
-            if isinstance(event[key], int):  # without timestamps, start and end are rows
-                event[key] += first_row
-    return events
-
-
 def detect_file(
     path: Path,
     config: ScoringConfig,
@@ -197,7 +184,7 @@ def detect_file(
     """Score a file chunk by chunk and write ``scored.csv``, ``events.json``, ``summary.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     scored_path = out_dir / "scored.csv"
-    scorer = Scorer(config)
+    scorer = Scorer(config, first_row=rows.start)
     summary = Summary(threshold=config.threshold)
     plot = PlotData(config.threshold)
     text_columns = [config.timestamp_column] if config.timestamp_column else []
@@ -232,7 +219,7 @@ def detect_file(
 
     if summary.rows == 0:
         raise EmptyRequestError(f"No data rows selected from {path}.")
-    events = _to_file_rows(events_to_dicts(scorer.finish()), rows.start)
+    events = events_to_dicts(scorer.finish())
     check_finite_events(events, config.target)
     summary.events = len(events)
     summary_dict = summary.to_dict(config)

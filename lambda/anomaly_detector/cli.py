@@ -267,7 +267,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     Span.parse(args.window, "--window")
     Span.parse(args.min_duration, "--min-duration")
-    frame = read_table(args.data, RowRange.parse(args.rows))
+    rows = RowRange.parse(args.rows)
+    frame = read_table(args.data, rows)
     timestamp = args.timestamp or detect_timestamp_column(frame)
     inputs = args.inputs or default_inputs(frame, args.target, args.exclude, timestamp)
     card = train(
@@ -282,6 +283,7 @@ def run_train(args: argparse.Namespace) -> int:
         min_duration=args.min_duration,
         threshold_method=args.threshold_method,
         cv_folds=args.cv_folds,
+        first_row=rows.start,
     )
     # A calibrated model is refitted on every row, so no rows stay held out.
     held_out = f"held out {card.validation_rows}, "

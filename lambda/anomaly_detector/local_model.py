@@ -197,6 +197,7 @@ def train(
     min_duration: str = DEFAULT_MIN_DURATION,
     threshold_method: str = "rmse",
     cv_folds: int = DEFAULT_CV_FOLDS,
+    first_row: int = 0,
 ) -> ModelCard:
     """Fit the model on normal-operation rows and write the model directory.
 
@@ -207,6 +208,8 @@ def train(
     ``window``-smoothed score of out-of-time residuals from ``cv_folds`` blocked folds, and
     the model is refitted on every row. ``"extreme"`` does the same and raises the threshold
     to the Gumbel level of the ``cv_folds`` block maxima (see ``gumbel_level``).
+
+    ``first_row`` is the file row number of the frame's first row, used in error messages.
     """
     if not 0 < validation_fraction < 1:
         raise ConfigurationError(
@@ -234,14 +237,17 @@ def train(
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     mapping = resolve_columns(columns, [*inputs, target], "training")
-    matrix = pd.DataFrame({name: to_numbers(frame[mapping[name]], name) for name in inputs})
-    y = to_numbers(frame[mapping[target]], target)
+    matrix = pd.DataFrame(
+        {name: to_numbers(frame[mapping[name]], name, first_row) for name in inputs}
+    )
+    y = to_numbers(frame[mapping[target]], target, first_row)
 
     keep = ~(matrix.isna().any(axis=1).to_numpy() | np.isnan(y))
     times = None
     if timestamp_column:
         column = resolve_columns(columns, [timestamp_column], "timestamp")[timestamp_column]
-        times = parse_timestamps(frame[column].reset_index(drop=True), column, timezone)
+        numbered = frame[column].set_axis(pd.RangeIndex(first_row, first_row + len(frame)))
+        times = parse_timestamps(numbered, column, timezone).reset_index(drop=True)
         keep &= times.notna().to_numpy()
     dropped = int((~keep).sum())
     matrix, y = matrix[keep].reset_index(drop=True), y[keep]

@@ -83,7 +83,7 @@ def detect_chunk(
     ``keep`` chooses the rows returned: ``all``, ``anomalous`` or ``none``. Every row is
     scored and counted in ``summary`` whatever it is.
     """
-    batch = prepare(frame, config)
+    batch = prepare(frame, config, first_row)
     scorable = batch.scorable
 
     predicted = np.full(len(batch), np.nan)

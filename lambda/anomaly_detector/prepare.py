@@ -75,8 +75,11 @@ def resolve_columns(columns: list[str], wanted: list[str], role: str) -> dict[st
     return mapping
 
 
-def to_numbers(values: pd.Series, column: str) -> np.ndarray:
-    """Convert a column to float64; raise with the rows of cells that are not finite numbers."""
+def to_numbers(values: pd.Series, column: str, first_row: int = 0) -> np.ndarray:
+    """Convert a column to float64; raise with the rows of cells that are not finite numbers.
+
+    ``first_row`` is the row number of the first value, so that errors name rows of the file.
+    """
     if pd.api.types.is_bool_dtype(values):
         raise InvalidValueError(
             f"Column {column!r} contains true/false values, not measurements. Send numbers."
@@ -91,7 +94,7 @@ def to_numbers(values: pd.Series, column: str) -> np.ndarray:
         blank = as_text.isna().to_numpy() | as_text.map(_is_blank).to_numpy(dtype=bool)
         bad = is_bool | (np.isnan(numbers) & ~blank & ~_is_nan_text(as_text)) | np.isinf(numbers)
     if bad.any():
-        rows = np.flatnonzero(bad)
+        rows = first_row + np.flatnonzero(bad)
         listed = ", ".join(str(r) for r in rows[:MAX_REPORTED_ROWS])
         more = f" and {len(rows) - MAX_REPORTED_ROWS} more" if len(rows) > MAX_REPORTED_ROWS else ""
         raise InvalidValueError(
@@ -134,8 +137,11 @@ def _is_nan_text(values: pd.Series) -> np.ndarray:
     )
 
 
-def prepare(frame: pd.DataFrame, config: ScoringConfig) -> PreparedBatch:
-    """Select, order and convert the model inputs; mark rows that cannot be scored."""
+def prepare(frame: pd.DataFrame, config: ScoringConfig, first_row: int = 0) -> PreparedBatch:
+    """Select, order and convert the model inputs; mark rows that cannot be scored.
+
+    ``first_row`` is the row number of the frame's first row, used in error messages.
+    """
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
 
@@ -150,17 +156,17 @@ def prepare(frame: pd.DataFrame, config: ScoringConfig) -> PreparedBatch:
 
     # check: inputs and target hold numbers (missing cells allowed)
     matrix = pd.DataFrame(
-        {name: to_numbers(frame[column], column) for name, column in inputs.items()},
+        {name: to_numbers(frame[column], column, first_row) for name, column in inputs.items()},
         index=range(len(frame)),
     )
-    actual = to_numbers(frame[target], target)
+    actual = to_numbers(frame[target], target, first_row)
 
     # check: timestamps parse (missing cells allowed)
     times = None
     if timestamp is not None:
         times = parse_timestamps(
-            frame[timestamp].reset_index(drop=True), timestamp, config.timezone
-        )
+            _numbered(frame[timestamp], first_row), timestamp, config.timezone
+        ).reset_index(drop=True)
 
     # mark rows that cannot be scored, the most basic reason first
     status = np.full(len(frame), STATUS_SCORED, dtype=object)
@@ -174,3 +180,8 @@ def prepare(frame: pd.DataFrame, config: ScoringConfig) -> PreparedBatch:
     return PreparedBatch(
         inputs=matrix, actual=actual, timestamps=times, status=status, passthrough=passthrough
     )
+
+
+def _numbered(values: pd.Series, first_row: int) -> pd.Series:
+    """Return the values indexed by row number from ``first_row``, for errors that name rows."""
+    return values.set_axis(pd.RangeIndex(first_row, first_row + len(values)))

@@ -113,6 +113,8 @@ class Scorer:
     """Score residuals chunk by chunk, carrying the window tail and the open event."""
 
     config: ScoringConfig
+    # Row number of the first row scored, so that events and errors name rows of the file.
+    first_row: int = 0
     events: list[Event] = field(default_factory=list)
     _tail_values: np.ndarray = field(default_factory=lambda: np.empty(0))
     _tail_times: np.ndarray | None = None
@@ -143,7 +145,7 @@ class Scorer:
         that deviated most from their normal values during it.
         """
         count = len(actual)
-        offset = self._rows_seen
+        offset = self.first_row + self._rows_seen
         self._rows_seen += count
         residual = np.where(scorable, actual - predicted, np.nan)
         score = np.full(count, np.nan)
