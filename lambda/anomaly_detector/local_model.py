@@ -36,7 +36,7 @@ import pandas as pd
 from . import __version__
 from .config import DEFAULT_MIN_DURATION, DEFAULT_WINDOW, ScoringConfig, Span
 from .errors import ConfigurationError, RequestError
-from .prepare import resolve_columns, to_numbers
+from .prepare import numbered, resolve_columns, to_numbers
 from .scoring import Scorer
 from .timestamps import parse_timestamps
 
@@ -246,8 +246,8 @@ def train(
     times = None
     if timestamp_column:
         column = resolve_columns(columns, [timestamp_column], "timestamp")[timestamp_column]
-        numbered = frame[column].set_axis(pd.RangeIndex(first_row, first_row + len(frame)))
-        times = parse_timestamps(numbered, column, timezone).reset_index(drop=True)
+        times = parse_timestamps(numbered(frame[column], first_row), column, timezone)
+        times = times.reset_index(drop=True)
         keep &= times.notna().to_numpy()
     dropped = int((~keep).sum())
     matrix, y = matrix[keep].reset_index(drop=True), y[keep]

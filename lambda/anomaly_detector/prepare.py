@@ -165,7 +165,7 @@ def prepare(frame: pd.DataFrame, config: ScoringConfig, first_row: int = 0) -> P
     times = None
     if timestamp is not None:
         times = parse_timestamps(
-            _numbered(frame[timestamp], first_row), timestamp, config.timezone
+            numbered(frame[timestamp], first_row), timestamp, config.timezone
         ).reset_index(drop=True)
 
     # mark rows that cannot be scored, the most basic reason first
@@ -182,6 +182,6 @@ def prepare(frame: pd.DataFrame, config: ScoringConfig, first_row: int = 0) -> P
     )
 
 
-def _numbered(values: pd.Series, first_row: int) -> pd.Series:
+def numbered(values: pd.Series, first_row: int) -> pd.Series:
     """Return the values indexed by row number from ``first_row``, for errors that name rows."""
     return values.set_axis(pd.RangeIndex(first_row, first_row + len(values)))
