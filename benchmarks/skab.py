@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly_detector.batch import RowRange, detect_file, read_table
+from anomaly_detector.errors import DetectorError
 from anomaly_detector.evaluation import (
     ChangepointCounts,
     count_changepoints,
@@ -251,12 +252,20 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"error: no labelled SKAB files under {args.root}", file=sys.stderr)
         return 2
+    for option, path in (("--markdown", args.markdown), ("--json", args.json)):
+        if path is not None and not path.parent.is_dir():
+            print(f"error: {option}: the folder {path.parent} does not exist", file=sys.stderr)
+            return 2
     started = time.monotonic()
     results = []
     print(f"{'file':<28} {'rows':>6} {'F1':>6} {'FAR':>8} {'MAR':>8}")
     for path in files:
-        with tempfile.TemporaryDirectory() as workdir:
-            result = run_file(path, args.target, Path(workdir), settings)
+        try:
+            with tempfile.TemporaryDirectory() as workdir:
+                result = run_file(path, args.target, Path(workdir), settings)
+        except DetectorError as error:
+            print(f"error: {path}: {error}", file=sys.stderr)
+            return 2
         results.append(result)
         name = "/".join(path.parts[-2:])
         f1 = "n/a" if result["f1"] is None else f"{result['f1']:.3f}"

@@ -453,7 +453,10 @@ def test_detect_warns_on_window_mismatch(tmp_path, capsys, method, printed):
         ([{"start_row": 6, "end_row": 2}], "starts after it ends"),
         ([{"onset_row": 7, "start_row": 6, "end_row": 8}], "invalid onset_row 7"),
         ([{"onset_row": -1, "start_row": 6, "end_row": 8}], "invalid onset_row -1"),
-        ([{"start_row": 500, "end_row": 600}], "None of the 1 events"),
+        ([{"start_row": 500, "end_row": 600}], "names start_row 500, which is not a scored row"),
+        ([{"start_row": 0, "end_row": 1}], "row 0 inside it is not anomalous"),
+        ([{"start_row": 3, "end_row": 8}], "row 5 inside it is not anomalous"),
+        ([{"onset_row": 12, "start_row": 2, "end_row": 4}], "names onset_row 12"),
     ],
 )
 def test_evaluate_rejects_unusable_events(tmp_path, capsys, events, message):
@@ -482,3 +485,40 @@ def test_cli_closed_pipe_ends_quietly(tmp_path):
     )
 
     assert "Traceback" not in done.stderr
+
+
+def test_extreme_needs_three_folds(tmp_path):
+    with pytest.raises(ConfigurationError, match="needs at least 3 folds; got --cv-folds 2"):
+        train(
+            _machine(300, seed=1),
+            target="temperature",
+            inputs=["speed", "load"],
+            model_dir=tmp_path,
+            threshold_method="extreme",
+            cv_folds=2,
+        )
+
+
+@pytest.mark.parametrize(
+    ("rows", "window", "folds", "message"),
+    [
+        # 291 full-window scores in 20 blocks of 14: fewer than 20 per block.
+        (300, "10", 20, "make 20 blocks of 14; the extreme-value fit needs at least 20"),
+        # 571 scores in 10 blocks of 57, under a 30-row window: fewer than two windows.
+        (600, "30", 10, "make 10 blocks of 57; the extreme-value fit needs at least 60"),
+        # A 30-s window over rows one second apart counts as 30 rows.
+        (600, "30s", 10, "needs at least 60 per block"),
+    ],
+)
+def test_extreme_rejects_short_blocks(tmp_path, rows, window, folds, message):
+    with pytest.raises(RequestError, match=message):
+        train(
+            _machine(rows, seed=1),
+            target="temperature",
+            inputs=["speed", "load"],
+            model_dir=tmp_path,
+            timestamp_column="time",
+            window=window,
+            threshold_method="extreme",
+            cv_folds=folds,
+        )

@@ -251,3 +251,90 @@ def test_time_order_error_names_file_row(model_dir, tmp_path, capsys):
 
     assert code == 2
     assert "Timestamps go back in time at row 30:" in capsys.readouterr().err
+
+
+def test_evaluate_events_of_unsorted_file_match_sorted(model_dir, detected, tmp_path):
+    # Rows in reverse time order are scored in time order, so the events are the same as for
+    # the sorted file, and so is every count that evaluate --events reports.
+    reversed_data = tmp_path / "reversed.csv"
+    pd.read_csv(TEST).iloc[::-1].to_csv(reversed_data, index=False)
+    out = tmp_path / "o"
+    detect = ["detect", str(reversed_data), "--model-dir", str(model_dir), "--out", str(out)]
+    assert main([*detect, "--no-figures"]) == 0
+    evaluate = ["evaluate", "--label-column", "anomaly", "--events"]
+
+    assert (
+        main([evaluate[0], str(out / "scored.csv"), *evaluate[1:], str(out / "events.json")]) == 0
+    )
+    unsorted = json.loads((out / "evaluation.json").read_text())
+    sorted_run = [evaluate[0], str(detected / "scored.csv"), *evaluate[1:]]
+    assert main([*sorted_run, str(detected / "events.json")]) == 0
+    expected = json.loads((detected / "evaluation.json").read_text())
+
+    for key in ("tp", "fp", "tn", "fn"):
+        assert unsorted[key] == expected[key]
+
+
+def test_failed_detect_leaves_no_earlier_results(model_dir, detected, tmp_path, capsys):
+    out = tmp_path / "o"
+    detect = ["detect", "--model-dir", str(model_dir), "--out", str(out), "--chunk-rows", "1000"]
+    assert main([detect[0], str(TEST), *detect[1:]]) == 0
+    shuffled = tmp_path / "shuffled.csv"
+    pd.read_csv(TEST).sample(frac=1, random_state=0).to_csv(shuffled, index=False)
+
+    # In chunks, shuffled times go back in time from one chunk to the next: an error.
+    assert main([detect[0], str(shuffled), *detect[1:]]) == 2
+
+    assert "go back in time" in capsys.readouterr().err
+    for name in ("scored.csv", "events.json", "summary.json", "score.png"):
+        assert not (out / name).exists()
+    assert (out / "scored.csv.partial").exists()
+
+
+def test_train_rejects_input_column_with_text_cell(tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    frame = pd.read_csv(TRAIN).head(200).astype({"motor_speed": object})
+    frame.loc[150, "motor_speed"] = "abc"
+    frame.to_csv(data, index=False)
+    args = ["train", str(data), "--target", "bearing_temperature", "--rows", "100:"]
+
+    assert main([*args, "--model-dir", str(tmp_path / "m")]) == 2
+
+    assert "'motor_speed' has values that are not finite numbers at row(s) 150 " in (
+        capsys.readouterr().err
+    )
+
+
+def test_train_skips_text_columns(tmp_path):
+    data = tmp_path / "train.csv"
+    frame = pd.read_csv(TRAIN).head(300)
+    frame["note"] = ["ok", "", "shift change"] * 100
+    frame.to_csv(data, index=False)
+
+    code = main(
+        ["train", str(data), "--target", "bearing_temperature", "--model-dir", str(tmp_path)]
+    )
+
+    assert code == 0
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["inputs"] == ["motor_speed", "torque", "ambient_temperature"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_detect_chunk_rows_must_be_positive(model_dir, tmp_path, capsys, value):
+    args = ["detect", str(TEST), "--model-dir", str(model_dir), "--out", str(tmp_path)]
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--chunk-rows", value])
+
+    assert exit_info.value.code == 2
+    assert "argument --chunk-rows" in capsys.readouterr().err
+
+
+def test_evaluate_empty_scored_file(tmp_path, capsys):
+    empty = tmp_path / "scored.csv"
+    empty.write_text("")
+
+    assert main(["evaluate", str(empty), "--label-column", "anomaly"]) == 2
+
+    assert "is empty. Give the scored.csv that detect wrote." in capsys.readouterr().err

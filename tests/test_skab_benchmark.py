@@ -140,3 +140,20 @@ def test_skab_normal_runs_pieces(tmp_path, capsys):
     assert result["nab"]["standard"] == -5.5
     assert "## Normal runs" in (tmp_path / "r.md").read_text()
     assert "normal runs: FAR" in capsys.readouterr().out
+
+
+def test_skab_reports_unusable_file(tmp_path, capsys):
+    (tmp_path / "valve1").mkdir()
+    (tmp_path / "valve1" / "1.csv").write_text("datetime;x;anomaly\n2020-01-01 00:00:00;1;0\n")
+
+    assert skab.main([str(tmp_path), "--markdown", str(tmp_path / "r.md")]) == 2
+
+    assert "Missing training column 'Volume Flow RateRMS'" in capsys.readouterr().err
+
+
+def test_skab_rejects_missing_output_folder(tmp_path, capsys):
+    _normal_run(tmp_path / "1.csv", 1000, slice(700, 800), labelled=True)
+
+    assert skab.main([str(tmp_path), "--json", str(tmp_path / "no" / "r.json")]) == 2
+
+    assert f"--json: the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err

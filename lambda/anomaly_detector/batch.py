@@ -31,6 +31,18 @@ from .reader import check_column_names, decode_text, read_json_text, sniff_heade
 from .scoring import Scorer
 
 DEFAULT_CHUNK_ROWS = 100_000
+# Files a detect run writes into its output folder. A new run removes them first, so that a
+# run that fails leaves no results of an earlier run beside its own partial ones.
+OUTPUT_FILES = (
+    "scored.csv",
+    "events.json",
+    "summary.json",
+    "evaluation.json",
+    "observed_vs_predicted.png",
+    "score.png",
+    "score_histogram.png",
+)
+PARTIAL_SUFFIX = ".partial"
 PLOT_POINTS_PER_CHUNK = 5_000
 HISTOGRAM_BINS = 200
 FORMAT_BLOCK_ROWS = 2_000
@@ -181,9 +193,15 @@ def detect_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_chunk: Callable[[int], None] | None = None,
 ) -> FileResult:
-    """Score a file chunk by chunk and write ``scored.csv``, ``events.json``, ``summary.json``."""
+    """Score a file chunk by chunk and write ``scored.csv``, ``events.json``, ``summary.json``.
+
+    Earlier results in ``out_dir`` are removed first. Rows go to ``scored.csv.partial``,
+    renamed to ``scored.csv`` when the whole file has been scored.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    scored_path = out_dir / "scored.csv"
+    for name in OUTPUT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    scored_path = out_dir / ("scored.csv" + PARTIAL_SUFFIX)
     scorer = Scorer(config, first_row=rows.start)
     summary = Summary(threshold=config.threshold)
     plot = PlotData(config.threshold)
@@ -223,6 +241,7 @@ def detect_file(
     check_finite_events(events, config.target)
     summary.events = len(events)
     summary_dict = summary.to_dict(config)
+    scored_path.replace(out_dir / "scored.csv")
     (out_dir / "events.json").write_text(json.dumps(events, indent=2) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(summary_dict, indent=2) + "\n")
     return FileResult(summary_dict, events, plot)

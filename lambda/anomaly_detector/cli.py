@@ -24,6 +24,17 @@ MAX_PRINTED_EVENTS = 20
 EPILOG = "Rows are counted from 0 over the data rows of the file (the header is not a row)."
 
 
+def _positive_int(text: str) -> int:
+    """Parse a whole number of at least 1, for sizes and counts given on the command line."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anomaly-detector",
@@ -127,14 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--rows", metavar="START:END", help="score these data rows only, e.g. 400:")
     detect.add_argument(
         "--chunk-rows",
-        type=int,
+        type=_positive_int,
         default=100_000,
         metavar="N",
         help="rows read and scored at a time; bounds memory (default 100000)",
     )
     detect.add_argument(
         "--max-payload-bytes",
-        type=int,
+        type=_positive_int,
         default=4_000_000,
         metavar="B",
         help="largest endpoint request body in bytes (default 4000000)",
@@ -182,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-request-bytes",
-        type=int,
+        type=_positive_int,
         default=5_500_000,
         metavar="B",
         help="largest accepted request body in bytes (default 5500000)",
@@ -270,7 +281,9 @@ def run_train(args: argparse.Namespace) -> int:
     rows = RowRange.parse(args.rows)
     frame = read_table(args.data, rows)
     timestamp = args.timestamp or detect_timestamp_column(frame)
-    inputs = args.inputs or default_inputs(frame, args.target, args.exclude, timestamp)
+    inputs = args.inputs or default_inputs(
+        frame, args.target, args.exclude, timestamp, first_row=rows.start
+    )
     card = train(
         frame,
         target=args.target,
@@ -539,30 +552,79 @@ def _read_events(path: Path) -> list[dict]:
         )
     for number, event in enumerate(events):
         rows = [event.get(key) if isinstance(event, dict) else None for key in ROW_KEYS]
-        if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
+        if not all(_is_row(r) for r in rows):
             raise RequestError(
                 f"Event {number} in {path} has no valid start_row and end_row: both must be "
                 "whole numbers of 0 or more. Use the events.json written by detect."
             )
-        if rows[0] > rows[1]:
-            raise RequestError(
-                f"Event {number} in {path} starts after it ends (start_row {rows[0]}, end_row "
-                f"{rows[1]}). Use the events.json written by detect."
-            )
         onset = event.get("onset_row", rows[0])
-        if not (isinstance(onset, int) and not isinstance(onset, bool) and 0 <= onset <= rows[0]):
+        if not _is_row(onset):
             raise RequestError(
                 f"Event {number} in {path} has an invalid onset_row {onset!r}: it must be a "
-                f"whole number from 0 to start_row ({rows[0]}). Use the events.json written by "
-                "detect."
+                "whole number of 0 or more. Use the events.json written by detect."
             )
     return events
+
+
+def _is_row(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_events(
+    events: list[dict],
+    path: Path,
+    scored_path: Path,
+    rows: np.ndarray,
+    anomalous: np.ndarray,
+    positions: np.ndarray,
+    scored: np.ndarray,
+) -> None:
+    """Reject events that do not fit the scored file: rows missing, out of order, not anomalous.
+
+    An event is a run of anomalous rows in scoring order, so every scored row from its
+    start_row to its end_row must be anomalous in scored.csv.
+    """
+    index = {int(row): i for i, row in enumerate(rows)}
+    other_run = f"Use the events.json written by the detect run that wrote {scored_path}."
+    for number, event in enumerate(events):
+        onset = event.get("onset_row", event["start_row"])
+        named = {"start_row": event["start_row"], "end_row": event["end_row"], "onset_row": onset}
+        for key, row in named.items():
+            if row not in index or positions[index[row]] < 0:
+                raise RequestError(
+                    f"Event {number} in {path} names {key} {row}, which is not a scored row of "
+                    f"{scored_path} (its rows are {rows.min()} to {rows.max()}). {other_run}"
+                )
+        place = {key: positions[index[row]] for key, row in named.items()}
+        if place["start_row"] > place["end_row"]:
+            raise RequestError(
+                f"Event {number} in {path} starts after it ends (start_row {named['start_row']}, "
+                f"end_row {named['end_row']}, in the order the rows were scored). {other_run}"
+            )
+        if place["onset_row"] > place["start_row"]:
+            raise RequestError(
+                f"Event {number} in {path} has an invalid onset_row {onset}: it comes after "
+                f"start_row {named['start_row']} in the order the rows were scored. {other_run}"
+            )
+        inside = (positions >= place["start_row"]) & (positions <= place["end_row"]) & scored
+        quiet = np.flatnonzero(inside & ~anomalous)
+        if len(quiet):
+            raise RequestError(
+                f"Event {number} in {path} runs from row {named['start_row']} to "
+                f"{named['end_row']}, but row {rows[quiet[0]]} inside it is not anomalous in "
+                f"{scored_path}, so the events come from another run. {other_run}"
+            )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
-    frame = pd.read_csv(args.scored, low_memory=False)
+    try:
+        frame = pd.read_csv(args.scored, low_memory=False)
+    except pd.errors.EmptyDataError as error:
+        raise RequestError(
+            f"{args.scored} is empty. Give the scored.csv that detect wrote."
+        ) from error
     for column in ("is_anomaly", args.label_column):
         if column not in frame.columns:
             raise RequestError(
@@ -572,24 +634,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     known = labels.notna().to_numpy()
     if not known.any():
         raise RequestError(f"Column {args.label_column!r} contains no numeric labels.")
+    anomalous = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
     if args.events is not None:
-        from .evaluation import event_flags
+        from .evaluation import event_flags, scoring_positions
 
         events = _read_events(args.events)
         row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
-        inside = event_flags(events, row_numbers, np.ones(len(frame), dtype=bool))
-        if events and not inside.any():
-            raise RequestError(
-                f"None of the {len(events)} events in {args.events} lies within the rows of "
-                f"{args.scored} ({row_numbers.min()} to {row_numbers.max()}). Use the "
-                "events.json from the same detect run."
-            )
-        scored = (frame["status"] == "scored").to_numpy() if "status" in frame.columns else True
-        predicted = inside & scored
+        times = None
+        if "timestamp" in frame.columns:
+            times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
+            times = times.dt.tz_localize(None).to_numpy()
+        positions = scoring_positions(times, len(frame))
+        scored = np.ones(len(frame), dtype=bool)
+        if "status" in frame.columns:
+            scored = (frame["status"] == "scored").to_numpy()
+        _check_events(events, args.events, args.scored, row_numbers, anomalous, positions, scored)
+        predicted = event_flags(events, row_numbers, scored, times)
     else:
-        predicted = (
-            frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
-        )
+        predicted = anomalous
     result = evaluate(predicted[known], labels.to_numpy()[known] > 0.5)
 
     def show(value):

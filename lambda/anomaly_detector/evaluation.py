@@ -75,21 +75,44 @@ def evaluate(predicted: np.ndarray, labels: np.ndarray) -> Evaluation:
     )
 
 
-def event_flags(events: list[dict], rows: np.ndarray, scored: np.ndarray) -> np.ndarray:
+def scoring_positions(times: np.ndarray | None, count: int) -> np.ndarray:
+    """Return each row's place in the order the rows were scored, or -1 for unscored rows.
+
+    With timestamps the order is by time, stable for repeated times, and rows without a time
+    take no place. Without timestamps it is the input order.
+    """
+    if times is None:
+        return np.arange(count)
+    times = np.asarray(times, dtype="datetime64[ns]")
+    timed = np.flatnonzero(~np.isnat(times))
+    order = timed[np.argsort(times[timed], kind="stable")]
+    positions = np.full(count, -1)
+    positions[order] = np.arange(len(order))
+    return positions
+
+
+def event_flags(
+    events: list[dict], rows: np.ndarray, scored: np.ndarray, times: np.ndarray | None = None
+) -> np.ndarray:
     """Flag the rows inside reported events: what operators are warned about.
 
-    ``rows`` contains each row's number as in scored.csv's ``row`` column and ``scored`` whether
-    the row was scored. A row is flagged when it was scored and its number lies between an
-    event's ``onset_row`` (``start_row`` when the event has no onset) and its ``end_row``: the
-    rows whose residuals raised the warning and every row until the score fell back. Anomalous
-    rows in runs shorter than the minimum duration are not flagged, unlike ``is_anomaly``.
+    ``rows`` contains each row's number as in scored.csv's ``row`` column, ``scored`` whether
+    the row was scored, and ``times`` its timestamp when the rows were scored in time order.
+    A scored row is flagged when, in scoring order, it lies from an event's ``onset_row``
+    (``start_row`` when the event has no onset) to its ``end_row``: the rows whose residuals
+    raised the warning and every row until the score fell back. Anomalous rows in runs
+    shorter than the minimum duration are not flagged, unlike ``is_anomaly``. Every row an
+    event names must be in ``rows``.
     """
     rows = np.asarray(rows)
+    positions = scoring_positions(times, len(rows))
+    index = {int(row): i for i, row in enumerate(rows)}
     flags = np.zeros(len(rows), dtype=bool)
     for event in events:
-        first = event.get("onset_row", event["start_row"])
-        flags |= (rows >= first) & (rows <= event["end_row"])
-    return flags & np.asarray(scored, dtype=bool)
+        first = positions[index[event.get("onset_row", event["start_row"])]]
+        last = positions[index[event["end_row"]]]
+        flags |= (positions >= first) & (positions <= last)
+    return flags & (positions >= 0) & np.asarray(scored, dtype=bool)
 
 
 # -- changepoint score (NAB, as SKAB applies it) -----------------------------------------------

@@ -51,6 +51,10 @@ THRESHOLD_METHODS = ("rmse", "calibrated", "extreme")
 # For threshold_method "extreme": the chance that one block of normal rows (a fold's length)
 # exceeds the threshold, read from a Gumbel fit to the blocks' highest scores.
 BLOCK_EXCEEDANCE = 0.01
+MIN_BLOCKS = 3
+# A block's highest score stands for its stretch of time only when the block spans several
+# windows. So the fit is refused with fewer scores per block than this, or than two windows.
+MIN_BLOCK_SCORES = 20
 EULER_GAMMA = 0.5772156649015329
 DEFAULT_CV_FOLDS = 5
 # With fewer full-window scores than this, the maximum is too noisy to mark normal operation.
@@ -154,20 +158,42 @@ class LocalModel:
 
 
 def default_inputs(
-    frame: pd.DataFrame, target: str, exclude: list[str], timestamp: str | None
+    frame: pd.DataFrame,
+    target: str,
+    exclude: list[str],
+    timestamp: str | None,
+    first_row: int = 0,
 ) -> list[str]:
-    """Every numeric column except the target, the timestamp and the excluded columns."""
+    """Every numeric column except the target, the timestamp and the excluded columns.
+
+    A column of numbers with a few cells that are not numbers is an error naming those rows
+    (``first_row`` is the file row of the frame's first row), not a text column to skip.
+    """
     skipped = {target, *exclude, *([timestamp] if timestamp else [])}
-    inputs = [
-        str(c)
-        for c in frame.columns
-        if str(c) not in skipped and pd.api.types.is_numeric_dtype(frame[c])
-    ]
+    inputs = []
+    for column in frame.columns:
+        name = str(column)
+        if name in skipped:
+            continue
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            inputs.append(name)
+        elif _mostly_numbers(values):
+            to_numbers(values, name, first_row)  # raises, naming the rows that are not numbers
     if not inputs:
         raise RequestError(
             f"No numeric input columns besides the target {target!r}. Name them with --inputs."
         )
     return inputs
+
+
+def _mostly_numbers(values: pd.Series) -> bool:
+    """Tell whether more than half of the cells that are not blank read as numbers."""
+    text = values.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if text.empty:
+        return False
+    return bool(pd.to_numeric(text, errors="coerce").notna().mean() > 0.5)
 
 
 def detect_timestamp_column(frame: pd.DataFrame) -> str | None:
@@ -223,6 +249,11 @@ def train(
     if not 2 <= cv_folds <= 20:
         raise ConfigurationError(
             f"The number of folds (--cv-folds) must be between 2 and 20, got {cv_folds}."
+        )
+    if threshold_method == "extreme" and cv_folds < MIN_BLOCKS:
+        raise ConfigurationError(
+            f"--threshold-method extreme fits a distribution to one maximum per fold, so it "
+            f"needs at least {MIN_BLOCKS} folds; got --cv-folds {cv_folds}."
         )
     window_span = Span.parse(window, "window")
     for name, span in (
@@ -381,7 +412,8 @@ def calibrated_threshold(
     scores = scores[np.isfinite(scores)]
     if len(scores) < MIN_CALIBRATION_SCORES:
         raise RequestError(
-            f"Only {len(scores)} training rows have a full window of {window}; at least "
+            f"Only {len(scores)} training {'row has' if len(scores) == 1 else 'rows have'} a "
+            f"full window of {window}; at least "
             f"{MIN_CALIBRATION_SCORES} are needed to calibrate the threshold. Use a shorter "
             "window or more training rows."
         )
@@ -394,6 +426,7 @@ def calibrated_threshold(
     rmse = float(np.sqrt(np.mean(residuals**2)))
     details = {}
     if blocks is not None:
+        _check_blocks(len(scores), blocks, window, times)
         maxima = [float(np.max(block)) for block in np.array_split(scores, blocks)]
         level, location, scale = gumbel_level(maxima, BLOCK_EXCEEDANCE)
         threshold = max(threshold, level)
@@ -411,6 +444,23 @@ def calibrated_threshold(
         "threshold_over_cv_rmse": round(threshold / rmse, 4),
         **details,
     }
+
+
+def _check_blocks(scores: int, blocks: int, window: Span, times: pd.Series | None) -> None:
+    """Refuse blocks too short for their maxima to stand for separate stretches of time."""
+    if window.is_time:
+        step = times.sort_values().diff().dropna().dt.total_seconds().median()
+        # Times all alike put every row in one window.
+        window_rows = window.time.total_seconds() / step if step > 0 else scores
+    else:
+        window_rows = window.rows
+    needed = max(MIN_BLOCK_SCORES, math.ceil(2 * window_rows))
+    if scores // blocks < needed:
+        raise RequestError(
+            f"The {scores} out-of-time scores make {blocks} blocks of {scores // blocks}; the "
+            f"extreme-value fit needs at least {needed} per block (20, and two windows of "
+            f"{window}). Use fewer --cv-folds, a shorter window or more training rows."
+        )
 
 
 def gumbel_level(maxima: list[float], exceedance: float) -> tuple[float, float, float]:
