@@ -456,6 +456,8 @@ def test_detect_warns_on_window_mismatch(tmp_path, capsys, method, printed):
         ([{"start_row": 500, "end_row": 600}], "names start_row 500, which is not a scored row"),
         ([{"start_row": 0, "end_row": 1}], "row 0 inside it is not anomalous"),
         ([{"start_row": 3, "end_row": 8}], "row 5 inside it is not anomalous"),
+        ([{"start_row": 3, "end_row": 4}], "row 2 just before it is anomalous too"),
+        ([{"start_row": 2, "end_row": 3}], "row 4 just after it is anomalous too"),
         ([{"onset_row": 12, "start_row": 2, "end_row": 4}], "names onset_row 12"),
     ],
 )

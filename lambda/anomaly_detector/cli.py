@@ -614,6 +614,22 @@ def _check_events(
                 f"{named['end_row']}, but row {rows[quiet[0]]} inside it is not anomalous in "
                 f"{scored_path}, so the events come from another run. {other_run}"
             )
+        # An event is a whole run: the scored rows next to it are not anomalous.
+        for side, beyond in (
+            ("before", scored & (positions >= 0) & (positions < place["start_row"])),
+            ("after", scored & (positions > place["end_row"])),
+        ):
+            candidates = np.flatnonzero(beyond)
+            if len(candidates) == 0:
+                continue
+            pick = np.argmax if side == "before" else np.argmin
+            neighbour = candidates[pick(positions[candidates])]
+            if anomalous[neighbour]:
+                raise RequestError(
+                    f"Event {number} in {path} runs from row {named['start_row']} to "
+                    f"{named['end_row']}, but row {rows[neighbour]} just {side} it is anomalous "
+                    f"too in {scored_path}, so the events come from another run. {other_run}"
+                )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
