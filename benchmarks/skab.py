@@ -127,7 +127,8 @@ def run_file(path: Path, target: str, workdir: Path, settings: dict) -> dict:
     out = workdir / "out"
     detected = detect_file(path, config, model, out, rows=RowRange(TRAIN_ROWS, None))
     scored = pd.read_csv(out / "scored.csv")
-    # The rows operators are warned about: those inside events that lasted the minimum.
+    # The rows operators are warned about: those inside events that lasted the minimum. SKAB
+    # files are in time order, so the file order is the scoring order.
     flags = event_flags(detected.events, scored["row"], scored["status"] == "scored")
     result = evaluate(flags, scored[LABEL].to_numpy(dtype=float) > 0.5)
     times = pd.to_datetime(scored["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
@@ -278,8 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.normal_runs:
         normal = []
         for path in normal_files(args.root):
-            with tempfile.TemporaryDirectory() as workdir:
-                normal += run_normal_pieces(path, args.target, Path(workdir), settings)
+            try:
+                with tempfile.TemporaryDirectory() as workdir:
+                    normal += run_normal_pieces(path, args.target, Path(workdir), settings)
+            except DetectorError as error:
+                print(f"error: {path}: {error}", file=sys.stderr)
+                return 2
         for result in normal:
             print(f"{result['file']:<40} {result['rows']:>6} FAR {_percent(result['far']):>8}")
     seconds = time.monotonic() - started

@@ -109,3 +109,12 @@ def test_flag_changes_are_switches_on_and_off():
 
 def test_flag_on_at_first_row_is_no_change():
     assert flag_changes(at(0, 1, 2), [1, 1, 0]).tolist() == at(2).tolist()
+
+
+def test_detection_on_shared_border_counts_once():
+    # Changepoints 30 s apart: windows 85-115 s and 115-145 s share 115 s.
+    counts = count_changepoints(at(100, 130), at(115))
+
+    assert counts.positions == [1.0]
+    assert counts.missed == 1
+    assert counts.false_detections == 0

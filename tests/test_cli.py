@@ -300,23 +300,29 @@ def test_train_rejects_input_column_with_text_cell(tmp_path, capsys):
 
     assert main([*args, "--model-dir", str(tmp_path / "m")]) == 2
 
-    assert "'motor_speed' has values that are not finite numbers at row(s) 150 " in (
-        capsys.readouterr().err
-    )
+    message = capsys.readouterr().err
+    assert "'motor_speed' has values that are not finite numbers at row(s) 150 " in message
+    assert "picked as an input because most of its cells are numbers" in message
+    assert "--exclude 'motor_speed'" in message
 
 
-def test_train_skips_text_columns(tmp_path):
+def _train_card(tmp_path: Path, frame: pd.DataFrame) -> dict:
+    """Train with the default inputs on ``frame`` and return the model card."""
     data = tmp_path / "train.csv"
-    frame = pd.read_csv(TRAIN).head(300)
-    frame["note"] = ["ok", "", "shift change"] * 100
     frame.to_csv(data, index=False)
-
     code = main(
         ["train", str(data), "--target", "bearing_temperature", "--model-dir", str(tmp_path)]
     )
-
     assert code == 0
-    card = json.loads((tmp_path / "model_card.json").read_text())
+    return json.loads((tmp_path / "model_card.json").read_text())
+
+
+def test_train_skips_text_columns(tmp_path):
+    frame = pd.read_csv(TRAIN).head(300)
+    frame["note"] = ["ok", "", "shift change"] * 100
+
+    card = _train_card(tmp_path, frame)
+
     assert card["inputs"] == ["motor_speed", "torque", "ambient_temperature"]
 
 
@@ -338,3 +344,51 @@ def test_evaluate_empty_scored_file(tmp_path, capsys):
     assert main(["evaluate", str(empty), "--label-column", "anomaly"]) == 2
 
     assert "is empty. Give the scored.csv that detect wrote." in capsys.readouterr().err
+
+
+def test_train_keeps_numbers_stored_as_text(tmp_path):
+    # A cell of spaces makes pandas read the column as text; it is still a numeric input.
+    frame = pd.read_csv(TRAIN).head(300).astype({"torque": object})
+    frame.loc[10, "torque"] = " "
+
+    card = _train_card(tmp_path, frame)
+
+    assert card["inputs"] == ["motor_speed", "torque", "ambient_temperature"]
+    assert card["dropped_rows"] == 1
+
+
+def test_detect_without_timestamps_prefixes_timestamp_column(tmp_path):
+    # Times that are not ISO 8601 are not a timestamp column, so they come back as a plain
+    # column, and evaluate --events uses the file order.
+    data = tmp_path / "us_times.csv"
+    frame = pd.read_csv(TEST).head(600)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.strftime("%m/%d/%Y %H:%M")
+    frame.to_csv(data, index=False)
+    model = tmp_path / "m"
+    train = ["train", str(data), "--target", "bearing_temperature", "--exclude", "anomaly"]
+    assert main([*train, "--rows", ":400", "--model-dir", str(model)]) == 0
+    out = tmp_path / "o"
+    assert (
+        main(["detect", str(data), "--model-dir", str(model), "--rows", "400:", "--out", str(out)])
+        == 0
+    )
+
+    scored = pd.read_csv(out / "scored.csv")
+    assert "timestamp" not in scored.columns
+    assert scored["input_timestamp"].iloc[0] == frame["timestamp"].iloc[400]
+    assert (out / "score.png").exists()
+    events = ["evaluate", str(out / "scored.csv"), "--label-column", "anomaly", "--events"]
+    assert main([*events, str(out / "events.json")]) == 0
+
+
+def test_detect_refuses_to_replace_its_input(model_dir, detected, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    data = out / "scored.csv"
+    data.write_bytes(TEST.read_bytes())
+
+    code = main(["detect", str(data), "--model-dir", str(model_dir), "--out", str(out)])
+
+    assert code == 2
+    assert "would replace its own input" in capsys.readouterr().err
+    assert data.read_bytes() == TEST.read_bytes()

@@ -389,3 +389,18 @@ def test_describe_inputs_names_notable_shifts(deviations, text):
     drivers = [{"input": name, "deviation": d} for name, d in zip("abc", deviations, strict=False)]
 
     assert describe_inputs({"drivers": drivers}) == text
+
+
+def test_target_deviation_of_huge_residuals():
+    # Squares of 1e200 overflow 64-bit floats; the normal error is still 1e200.
+    actual = np.array([1, -1, 1, -1, 100, 100, 1, -1]) * 1e200
+
+    _, events = run(actual, np.zeros(8), config(threshold=5e200))
+
+    assert events[0].to_dict()["target_deviation"] == pytest.approx(100.0)
+
+
+def test_target_deviation_none_when_normal_residuals_are_zero():
+    _, events = run([0, 0, 0, 5, 5, 0], np.zeros(6), config(threshold=2.0))
+
+    assert events[0].to_dict()["target_deviation"] is None

@@ -198,9 +198,15 @@ def detect_file(
     Earlier results in ``out_dir`` are removed first. Rows go to ``scored.csv.partial``,
     renamed to ``scored.csv`` when the whole file has been scored.
     """
+    outputs = [out_dir / name for name in OUTPUT_FILES]
+    if any(path.resolve() == output.resolve() for output in outputs):
+        raise RequestError(
+            f"{path} is one of the files detect writes into {out_dir}, so the run would "
+            "replace its own input. Give another --out folder."
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
+    for output in outputs:
+        output.unlink(missing_ok=True)
     scored_path = out_dir / ("scored.csv" + PARTIAL_SUFFIX)
     scorer = Scorer(config, first_row=rows.start)
     summary = Summary(threshold=config.threshold)

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -576,60 +577,87 @@ def _check_events(
     scored_path: Path,
     rows: np.ndarray,
     anomalous: np.ndarray,
-    positions: np.ndarray,
     scored: np.ndarray,
+    times: np.ndarray | None,
 ) -> None:
     """Reject events that do not fit the scored file: rows missing, out of order, not anomalous.
 
-    An event is a run of anomalous rows in scoring order, so every scored row from its
-    start_row to its end_row must be anomalous in scored.csv.
+    An event is a whole run of anomalous rows in scoring order: every scored row from its
+    start_row to its end_row is anomalous, and the scored rows next to it are not.
     """
-    index = {int(row): i for i, row in enumerate(rows)}
+    from .evaluation import EventSpans
+
     other_run = f"Use the events.json written by the detect run that wrote {scored_path}."
-    for number, event in enumerate(events):
-        onset = event.get("onset_row", event["start_row"])
-        named = {"start_row": event["start_row"], "end_row": event["end_row"], "onset_row": onset}
-        for key, row in named.items():
-            if row not in index or positions[index[row]] < 0:
-                raise RequestError(
-                    f"Event {number} in {path} names {key} {row}, which is not a scored row of "
-                    f"{scored_path} (its rows are {rows.min()} to {rows.max()}). {other_run}"
-                )
-        place = {key: positions[index[row]] for key, row in named.items()}
-        if place["start_row"] > place["end_row"]:
-            raise RequestError(
-                f"Event {number} in {path} starts after it ends (start_row {named['start_row']}, "
-                f"end_row {named['end_row']}, in the order the rows were scored). {other_run}"
-            )
-        if place["onset_row"] > place["start_row"]:
-            raise RequestError(
-                f"Event {number} in {path} has an invalid onset_row {onset}: it comes after "
-                f"start_row {named['start_row']} in the order the rows were scored. {other_run}"
-            )
-        inside = (positions >= place["start_row"]) & (positions <= place["end_row"]) & scored
-        quiet = np.flatnonzero(inside & ~anomalous)
-        if len(quiet):
-            raise RequestError(
-                f"Event {number} in {path} runs from row {named['start_row']} to "
-                f"{named['end_row']}, but row {rows[quiet[0]]} inside it is not anomalous in "
-                f"{scored_path}, so the events come from another run. {other_run}"
-            )
-        # An event is a whole run: the scored rows next to it are not anomalous.
-        for side, beyond in (
-            ("before", scored & (positions >= 0) & (positions < place["start_row"])),
-            ("after", scored & (positions > place["end_row"])),
-        ):
-            candidates = np.flatnonzero(beyond)
-            if len(candidates) == 0:
-                continue
-            pick = np.argmax if side == "before" else np.argmin
-            neighbour = candidates[pick(positions[candidates])]
-            if anomalous[neighbour]:
-                raise RequestError(
-                    f"Event {number} in {path} runs from row {named['start_row']} to "
-                    f"{named['end_row']}, but row {rows[neighbour]} just {side} it is anomalous "
-                    f"too in {scored_path}, so the events come from another run. {other_run}"
-                )
+    spans = EventSpans.of(events, rows, times)
+    named = {"start_row": spans.start, "end_row": spans.end, "onset_row": spans.onset}
+    places = {key: spans.place(index) for key, index in named.items()}
+
+    def row(event: int, key: str) -> int:
+        return events[event].get(key, events[event]["start_row"])
+
+    def fail(condition: np.ndarray, message: Callable[[int], str]) -> None:
+        if np.any(condition):
+            number = int(np.flatnonzero(condition)[0])
+            raise RequestError(f"Event {number} in {path} {message(number)} {other_run}")
+
+    for key, place in places.items():
+        fail(
+            place < 0,
+            lambda n, key=key: (
+                f"names {key} {row(n, key)}, which is not a scored row of "
+                f"{scored_path} (its rows are {rows.min()} to {rows.max()})."
+            ),
+        )
+    start, end, onset = places["start_row"], places["end_row"], places["onset_row"]
+    fail(
+        start > end,
+        lambda n: (
+            f"starts after it ends (start_row {row(n, 'start_row')}, end_row "
+            f"{row(n, 'end_row')}, in the order the rows were scored)."
+        ),
+    )
+    fail(
+        onset > start,
+        lambda n: (
+            f"has an invalid onset_row {row(n, 'onset_row')}: it comes after start_row "
+            f"{row(n, 'start_row')} in the order the rows were scored."
+        ),
+    )
+
+    # Rows in scoring order: which are scored, and which of those are anomalous.
+    by_place = np.full(int(spans.positions.max()) + 1, -1)
+    has_place = spans.positions >= 0
+    by_place[spans.positions[has_place]] = np.flatnonzero(has_place)
+    counted = scored[by_place]
+    quiet = np.flatnonzero(counted & ~anomalous[by_place])
+    first_quiet = np.searchsorted(quiet, start)
+    inside = first_quiet < len(quiet)
+    inside[inside] = quiet[first_quiet[inside]] <= end[inside]
+    fail(
+        inside,
+        lambda n: (
+            f"runs from row {row(n, 'start_row')} to {row(n, 'end_row')}, but row "
+            f"{rows[by_place[quiet[first_quiet[n]]]]} inside it is not anomalous in {scored_path}, "
+            "so the events come from another run."
+        ),
+    )
+    counted_places = np.flatnonzero(counted)
+    before = np.searchsorted(counted_places, start) - 1
+    after = np.searchsorted(counted_places, end, side="right")
+    for side, neighbour_index, valid in (
+        ("before", before, before >= 0),
+        ("after", after, after < len(counted_places)),
+    ):
+        neighbour = np.full(len(events), -1)
+        neighbour[valid] = by_place[counted_places[neighbour_index[valid]]]
+        fail(
+            valid & anomalous[np.maximum(neighbour, 0)],
+            lambda n, side=side, neighbour=neighbour: (
+                f"runs from row {row(n, 'start_row')} to "
+                f"{row(n, 'end_row')}, but row {rows[neighbour[n]]} just {side} it is anomalous "
+                f"too in {scored_path}, so the events come from another run."
+            ),
+        )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -652,7 +680,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise RequestError(f"Column {args.label_column!r} contains no numeric labels.")
     anomalous = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
     if args.events is not None:
-        from .evaluation import event_flags, scoring_positions
+        from .evaluation import event_flags
 
         events = _read_events(args.events)
         row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
@@ -660,11 +688,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if "timestamp" in frame.columns:
             times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
             times = times.dt.tz_localize(None).to_numpy()
-        positions = scoring_positions(times, len(frame))
         scored = np.ones(len(frame), dtype=bool)
         if "status" in frame.columns:
             scored = (frame["status"] == "scored").to_numpy()
-        _check_events(events, args.events, args.scored, row_numbers, anomalous, positions, scored)
+        _check_events(events, args.events, args.scored, row_numbers, anomalous, scored, times)
         predicted = event_flags(events, row_numbers, scored, times)
     else:
         predicted = anomalous

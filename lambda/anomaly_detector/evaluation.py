@@ -76,7 +76,7 @@ def evaluate(predicted: np.ndarray, labels: np.ndarray) -> Evaluation:
 
 
 def scoring_positions(times: np.ndarray | None, count: int) -> np.ndarray:
-    """Return each row's place in the order the rows were scored, or -1 for unscored rows.
+    """Return each row's place in the order the rows were scored, or -1 for rows without a time.
 
     With timestamps the order is by time, stable for repeated times, and rows without a time
     take no place. Without timestamps it is the input order.
@@ -91,6 +91,50 @@ def scoring_positions(times: np.ndarray | None, count: int) -> np.ndarray:
     return positions
 
 
+def locate_rows(rows: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """Return the index in ``rows`` of each row number in ``numbers``, or -1 where absent."""
+    rows = np.asarray(rows)
+    numbers = np.asarray(numbers, dtype=np.int64)
+    if len(rows) == 0:
+        return np.full(len(numbers), -1)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    found = np.minimum(np.searchsorted(ordered, numbers), len(rows) - 1)
+    return np.where(ordered[found] == numbers, order[found], -1)
+
+
+@dataclass
+class EventSpans:
+    """Positions of reported events among the scored rows, in scoring order.
+
+    ``onset``, ``start`` and ``end`` hold, per event, the index in the scored file of the row
+    that the event names, or -1 when no such row exists.
+    """
+
+    positions: np.ndarray  # per row, its place in scoring order (see scoring_positions)
+    onset: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    @classmethod
+    def of(cls, events: list[dict], rows: np.ndarray, times: np.ndarray | None = None):
+        def column(key: str, default: str | None = None) -> np.ndarray:
+            return np.array(
+                [e.get(key, e[default]) if default else e[key] for e in events], dtype=np.int64
+            )
+
+        return cls(
+            positions=scoring_positions(times, len(rows)),
+            onset=locate_rows(rows, column("onset_row", "start_row")),
+            start=locate_rows(rows, column("start_row")),
+            end=locate_rows(rows, column("end_row")),
+        )
+
+    def place(self, index: np.ndarray) -> np.ndarray:
+        """Return the scoring place of each indexed row, -1 for a missing row or time."""
+        return np.where(index >= 0, self.positions[np.maximum(index, 0)], -1)
+
+
 def event_flags(
     events: list[dict], rows: np.ndarray, scored: np.ndarray, times: np.ndarray | None = None
 ) -> np.ndarray:
@@ -102,17 +146,22 @@ def event_flags(
     (``start_row`` when the event has no onset) to its ``end_row``: the rows whose residuals
     raised the warning and every row until the score fell back. Anomalous rows in runs
     shorter than the minimum duration are not flagged, unlike ``is_anomaly``. Every row an
-    event names must be in ``rows``.
+    event names must be in ``rows`` with a place in scoring order.
     """
-    rows = np.asarray(rows)
-    positions = scoring_positions(times, len(rows))
-    index = {int(row): i for i, row in enumerate(rows)}
-    flags = np.zeros(len(rows), dtype=bool)
-    for event in events:
-        first = positions[index[event.get("onset_row", event["start_row"])]]
-        last = positions[index[event["end_row"]]]
-        flags |= (positions >= first) & (positions <= last)
-    return flags & (positions >= 0) & np.asarray(scored, dtype=bool)
+    spans = EventSpans.of(events, np.asarray(rows), times)
+    first, last = spans.place(spans.onset), spans.place(spans.end)
+    if np.any(first < 0) or np.any(last < 0):
+        raise ValueError("an event names a row that is not among the rows given")
+    placed = int(spans.positions.max()) + 1 if len(spans.positions) else 0
+    # +1 where an event opens and -1 after it closes: positions with a positive sum are inside.
+    steps = np.zeros(placed + 1, dtype=np.int64)
+    np.add.at(steps, first, 1)
+    np.add.at(steps, last + 1, -1)
+    inside = np.cumsum(steps)[:placed] > 0
+    flags = np.zeros(len(spans.positions), dtype=bool)
+    has_place = spans.positions >= 0
+    flags[has_place] = inside[spans.positions[has_place]]
+    return flags & np.asarray(scored, dtype=bool)
 
 
 # -- changepoint score (NAB, as SKAB applies it) -----------------------------------------------
@@ -162,14 +211,15 @@ def count_changepoints(
     """Match detected changepoint times with windows around the true ones.
 
     A window is met by its first detection; later detections in the same window count for
-    nothing. A detection inside no window is a false detection.
+    nothing. Windows include both ends, and a detection on the border of two windows counts
+    in the earlier one only. A detection inside no window is a false detection.
     """
     windows = changepoint_windows(changepoints, width)
     times = np.sort(np.asarray(detections, dtype="datetime64[ns]"))
     inside = np.zeros(len(times), dtype=bool)
     positions = []
     for start, end in windows:
-        hits = (times >= start) & (times <= end)
+        hits = (times >= start) & (times <= end) & ~inside
         inside |= hits
         if hits.any():
             first = times[np.argmax(hits)]

@@ -179,7 +179,15 @@ def default_inputs(
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             inputs.append(name)
         elif _mostly_numbers(values):
-            to_numbers(values, name, first_row)  # raises, naming the rows that are not numbers
+            try:
+                to_numbers(values, name, first_row)
+            except RequestError as error:
+                raise type(error)(
+                    f"{error} The column {name!r} was picked as an input because most of its "
+                    f"cells are numbers: name the inputs with --inputs, or leave it out with "
+                    f"--exclude {name!r}."
+                ) from error
+            inputs.append(name)  # numbers stored as text, with blank or missing cells
     if not inputs:
         raise RequestError(
             f"No numeric input columns besides the target {target!r}. Name them with --inputs."
@@ -396,7 +404,8 @@ def calibrated_threshold(
     config = ScoringConfig(
         target="target",
         inputs=("input",),
-        threshold=1.0,
+        # Only the scores are used: a threshold no score reaches spares finding events.
+        threshold=float(np.finfo(np.float64).max),
         timestamp_column="time" if times is not None else None,
         window=window,
     )
@@ -458,8 +467,9 @@ def _check_blocks(scores: int, blocks: int, window: Span, times: pd.Series | Non
     if scores // blocks < needed:
         raise RequestError(
             f"The {scores} out-of-time scores make {blocks} blocks of {scores // blocks}; the "
-            f"extreme-value fit needs at least {needed} per block (20, and two windows of "
-            f"{window}). Use fewer --cv-folds, a shorter window or more training rows."
+            f"extreme-value fit needs at least {needed} per block ({MIN_BLOCK_SCORES}, and two "
+            f"windows of {window}, about {window_rows:.0f} rows each). Use fewer --cv-folds, a "
+            "shorter window or more training rows."
         )
 
 

@@ -145,12 +145,14 @@ def result_rows(
     rows = pd.DataFrame(columns)
     if batch.passthrough.columns.empty:
         return rows
-    # An echoed column never overwrites a result column: it gets a prefix instead. The frame
-    # is joined once, because adding columns one by one costs time quadratic in their count.
+    # An echoed column never takes a result column's name, nor "timestamp" when the rows were
+    # not scored by time: it gets a prefix instead. The frame is joined once, because adding
+    # columns one by one costs time quadratic in their count.
+    reserved = {*rows.columns, "timestamp"}
     echoed = (
         batch.passthrough.iloc[positions]
         .set_axis(
-            [name if name not in rows.columns else f"input_{name}" for name in batch.passthrough],
+            [name if name not in reserved else f"input_{name}" for name in batch.passthrough],
             axis=1,
         )
         .reset_index(drop=True)

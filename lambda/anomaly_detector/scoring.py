@@ -127,8 +127,10 @@ class Scorer:
     _normal_count: int = 0
     _normal_mean: np.ndarray | None = None
     _normal_m2: np.ndarray | None = None
-    # Count and sum of squares of the residuals of those rows: the model's normal error.
+    # Count and sum of squares of the residuals of those rows: the model's normal error. The
+    # squares are summed over their largest magnitude, so that huge residuals do not overflow.
     _normal_residuals: int = 0
+    _normal_scale: float = 0.0
     _normal_square_sum: float = 0.0
 
     def score(
@@ -174,9 +176,7 @@ class Scorer:
         is_anomaly[order] = ordered_anomaly
 
         normal = ~np.isnan(ordered_score) & ~ordered_anomaly
-        normal_residuals = residual[order][normal]
-        self._normal_residuals += len(normal_residuals)
-        self._normal_square_sum += float(np.sum(normal_residuals**2))
+        self._update_normal_error(residual[order][normal])
         if inputs is not None:
             self._update_normal(inputs[order][normal])
         self._find_events(
@@ -192,11 +192,13 @@ class Scorer:
         # Explain at the end, against every normal row, so chunking does not change the result.
         normal_error = None
         if self._normal_residuals >= 2:
-            normal_error = float(np.sqrt(self._normal_square_sum / self._normal_residuals))
+            mean_square = self._normal_square_sum / self._normal_residuals
+            normal_error = self._normal_scale * float(np.sqrt(mean_square))
         for event in self.events:
             event.drivers = self._explain(event)
             if normal_error:
-                event.target_deviation = event.mean_residual / normal_error
+                deviation = event.mean_residual / normal_error
+                event.target_deviation = deviation if np.isfinite(deviation) else None
         return self.events
 
     # -- rolling window --------------------------------------------------------------------
@@ -269,7 +271,9 @@ class Scorer:
 
         for start, end in zip(starts, ends, strict=True):
             peak = start + int(np.argmax(scores[start:end]))
-            onset_row, onset_time = window.onset(int(scored_order[start]))
+            continues = start == 0 and self._open is not None
+            # A run that continues the open event keeps that event's onset.
+            onset_row, onset_time = (0, None) if continues else window.onset(scored_order[start])
             run = Event(
                 start_row=offset + int(positions[start]),
                 end_row=offset + int(positions[end - 1]),
@@ -284,7 +288,7 @@ class Scorer:
                 onset_time=onset_time,
                 input_sums=None if inputs is None else inputs[positions[start:end]].sum(axis=0),
             )
-            if start == 0 and self._open is not None:
+            if continues:
                 self._open.extend(run)
                 run = self._open
                 self._open = None
@@ -292,6 +296,19 @@ class Scorer:
                 self._open = run  # may continue in the next chunk
             else:
                 self._close(run)
+
+    def _update_normal_error(self, residuals: np.ndarray) -> None:
+        residuals = residuals[np.isfinite(residuals)]
+        if len(residuals) == 0:
+            return
+        scale = max(self._normal_scale, float(np.max(np.abs(residuals))))
+        if scale == 0:
+            self._normal_residuals += len(residuals)
+            return
+        self._normal_square_sum *= (self._normal_scale / scale) ** 2
+        self._normal_square_sum += float(np.sum((residuals / scale) ** 2))
+        self._normal_scale = scale
+        self._normal_residuals += len(residuals)
 
     def _update_normal(self, rows: np.ndarray) -> None:
         if len(rows) == 0:
@@ -353,10 +370,17 @@ class _Windows:
     times: np.ndarray | None
     tail: int  # how many of values come from earlier chunks
     span: Span
+    _next_scored: np.ndarray | None = None
 
     def onset(self, index: int) -> tuple[int, pd.Timestamp | None]:
         """Return the row number and time of the first scored row in the window of ``index``."""
-        last = self.tail + index
+        if self._next_scored is None:
+            # For each position, the first scored position at or after it.
+            scored_at = np.where(
+                np.isnan(self.values), len(self.values), np.arange(len(self.values))
+            )
+            self._next_scored = np.minimum.accumulate(scored_at[::-1])[::-1]
+        last = self.tail + int(index)
         if self.span.is_time:
             start = int(
                 np.searchsorted(
@@ -365,7 +389,7 @@ class _Windows:
             )
         else:
             start = max(last - self.span.rows + 1, 0)
-        first = start + int(np.argmax(~np.isnan(self.values[start : last + 1])))
+        first = int(self._next_scored[start])  # at most last, which is scored
         return int(self.rows[first]), _timestamp(self.times, first)
 
 
