@@ -184,4 +184,5 @@ def prepare(frame: pd.DataFrame, config: ScoringConfig, first_row: int = 0) -> P
 
 def numbered(values: pd.Series, first_row: int) -> pd.Series:
     """Return the values indexed by row number from ``first_row``, for errors that name rows."""
-    return values.set_axis(pd.RangeIndex(first_row, first_row + len(values)))
+    index = pd.RangeIndex(first_row, first_row + len(values))
+    return values if values.index.equals(index) else values.set_axis(index)

@@ -31,6 +31,7 @@ MAX_DRIVERS = 3
 # Texts for operators name an input only when its mean moved at least this many standard
 # deviations from normal, because normal rows often show smaller shifts.
 NOTABLE_DEVIATION = 2.0
+HUGE_RESIDUAL = 1e150
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Scorer:
     # Count and sum of squares of the residuals of those rows: the model's normal error. The
     # squares are summed over their largest magnitude, so that huge residuals do not overflow.
     _normal_residuals: int = 0
-    _normal_scale: float = 0.0
+    _normal_scale: float = 1.0
     _normal_square_sum: float = 0.0
 
     def score(
@@ -168,7 +169,7 @@ class Scorer:
             return ChunkScores(residual, score, is_anomaly)
 
         ordered_abs = np.abs(residual[order])
-        window = self._rolling_mean(ordered_abs, ordered_times, offset + order)
+        window = self._rolling_mean(ordered_abs, ordered_times, order, offset)
         ordered_score = window.means
         ordered_score[np.isnan(ordered_abs)] = np.nan
         score[order] = ordered_score
@@ -176,7 +177,7 @@ class Scorer:
         is_anomaly[order] = ordered_anomaly
 
         normal = ~np.isnan(ordered_score) & ~ordered_anomaly
-        self._update_normal_error(residual[order][normal])
+        self._update_normal_error(ordered_abs[normal])
         if inputs is not None:
             self._update_normal(inputs[order][normal])
         self._find_events(
@@ -204,27 +205,29 @@ class Scorer:
     # -- rolling window --------------------------------------------------------------------
 
     def _rolling_mean(
-        self, values: np.ndarray, times: np.ndarray | None, rows: np.ndarray
+        self, values: np.ndarray, times: np.ndarray | None, order: np.ndarray, offset: int
     ) -> _Windows:
         window = self.config.window
         tail = len(self._tail_values)
         joined = np.concatenate([self._tail_values, values])
-        joined_rows = np.concatenate([self._tail_rows, rows])
         joined_times = None
         if times is not None:
             joined_times = np.concatenate([self._tail_times, times]) if tail else times
         if window.is_time:
             series = pd.Series(joined, index=pd.DatetimeIndex(joined_times))
             means = series.rolling(window.time, min_periods=1).mean().to_numpy(copy=True)
-            keep = joined_times > joined_times[-1] - window.time.to_timedelta64()
+            span = window.time.to_timedelta64()
+            keep = int(np.searchsorted(joined_times, joined_times[-1] - span, side="right"))
         else:
             means = pd.Series(joined).rolling(window.rows, min_periods=1).mean().to_numpy(copy=True)
-            keep = np.arange(len(joined)) >= len(joined) - (window.rows - 1)
-        self._tail_values = joined[keep]
-        self._tail_rows = joined_rows[keep]
+            keep = max(len(joined) - (window.rows - 1), 0)
+        windows = _Windows(means[tail:], joined, joined_times, tail, window, self._tail_rows)
+        windows.order, windows.offset = order, offset
+        self._tail_values = joined[keep:]
+        self._tail_rows = windows.rows(np.arange(keep, len(joined)))
         if joined_times is not None:
-            self._tail_times = joined_times[keep]
-        return _Windows(means[tail:], joined, joined_rows, joined_times, tail, window)
+            self._tail_times = joined_times[keep:]
+        return windows
 
     def _check_order(self, sorted_times: np.ndarray, offset: int, order: np.ndarray) -> None:
         if len(sorted_times) == 0:
@@ -297,18 +300,20 @@ class Scorer:
             else:
                 self._close(run)
 
-    def _update_normal_error(self, residuals: np.ndarray) -> None:
-        residuals = residuals[np.isfinite(residuals)]
-        if len(residuals) == 0:
+    def _update_normal_error(self, magnitudes: np.ndarray) -> None:
+        if len(magnitudes) == 0:
             return
-        scale = max(self._normal_scale, float(np.max(np.abs(residuals))))
-        if scale == 0:
-            self._normal_residuals += len(residuals)
-            return
-        self._normal_square_sum *= (self._normal_scale / scale) ** 2
-        self._normal_square_sum += float(np.sum((residuals / scale) ** 2))
-        self._normal_scale = scale
-        self._normal_residuals += len(residuals)
+        # Squares of magnitudes above about 1e154 overflow, so then they are summed scaled.
+        peak = float(magnitudes.max())
+        scale = self._normal_scale
+        if peak > HUGE_RESIDUAL or scale > 1.0:
+            scale = max(scale, peak)
+        if scale != self._normal_scale:
+            self._normal_square_sum *= (self._normal_scale / scale) ** 2
+            self._normal_scale = scale
+        scaled = magnitudes if scale == 1.0 else magnitudes / scale
+        self._normal_square_sum += float(np.dot(scaled, scaled))
+        self._normal_residuals += len(magnitudes)
 
     def _update_normal(self, rows: np.ndarray) -> None:
         if len(rows) == 0:
@@ -366,20 +371,27 @@ class _Windows:
 
     means: np.ndarray  # per ordered row of the chunk
     values: np.ndarray  # |residual| of the tail and the chunk's ordered rows, NaN if unscored
-    rows: np.ndarray  # their row numbers over the whole input
     times: np.ndarray | None
     tail: int  # how many of values come from earlier chunks
     span: Span
-    _next_scored: np.ndarray | None = None
+    tail_rows: np.ndarray  # row numbers of the tail, over the whole input
+    order: np.ndarray | None = None  # the chunk's rows in scoring order
+    offset: int = 0  # row number of the chunk's first row
+    _scored_positions: np.ndarray | None = None
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """Return the row numbers, over the whole input, of positions in ``values``."""
+        positions = np.asarray(positions, dtype=np.int64)
+        rows = np.empty(len(positions), dtype=np.int64)
+        from_tail = positions < self.tail
+        rows[from_tail] = self.tail_rows[positions[from_tail]]
+        rows[~from_tail] = self.offset + self.order[positions[~from_tail] - self.tail]
+        return rows
 
     def onset(self, index: int) -> tuple[int, pd.Timestamp | None]:
         """Return the row number and time of the first scored row in the window of ``index``."""
-        if self._next_scored is None:
-            # For each position, the first scored position at or after it.
-            scored_at = np.where(
-                np.isnan(self.values), len(self.values), np.arange(len(self.values))
-            )
-            self._next_scored = np.minimum.accumulate(scored_at[::-1])[::-1]
+        if self._scored_positions is None:
+            self._scored_positions = np.flatnonzero(~np.isnan(self.values))
         last = self.tail + int(index)
         if self.span.is_time:
             start = int(
@@ -389,8 +401,10 @@ class _Windows:
             )
         else:
             start = max(last - self.span.rows + 1, 0)
-        first = int(self._next_scored[start])  # at most last, which is scored
-        return int(self.rows[first]), _timestamp(self.times, first)
+        # The first scored position from start on: at most last, which is scored.
+        scored = self._scored_positions
+        first = int(scored[np.searchsorted(scored, start)])
+        return int(self.rows(np.array([first]))[0]), _timestamp(self.times, first)
 
 
 def describe_inputs(event: dict) -> str:
