@@ -459,6 +459,11 @@ def test_detect_warns_on_window_mismatch(tmp_path, capsys, method, printed):
         ([{"start_row": 3, "end_row": 4}], "row 2 just before it is anomalous too"),
         ([{"start_row": 2, "end_row": 3}], "row 4 just after it is anomalous too"),
         ([{"onset_row": 12, "start_row": 2, "end_row": 4}], "names onset_row 12"),
+        ([{"start_row": 10**30, "end_row": 4}], "whole numbers of 0 or more"),
+        (
+            [{"start_row": 2, "end_row": 4}, {"start_row": 2, "end_row": 4}],
+            "repeats the event that starts at row 2",
+        ),
     ],
 )
 def test_evaluate_rejects_unusable_events(tmp_path, capsys, events, message):
@@ -524,3 +529,18 @@ def test_extreme_rejects_short_blocks(tmp_path, rows, window, folds, message):
             threshold_method="extreme",
             cv_folds=folds,
         )
+
+
+def test_evaluate_rejects_event_on_unscored_row(tmp_path, capsys):
+    scored = tmp_path / "scored.csv"
+    _scored_csv(scored)
+    frame = pd.read_csv(scored)
+    frame.loc[2, "status"] = "missing_input"
+    frame.to_csv(scored, index=False)
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps([{"start_row": 2, "end_row": 4}]))
+
+    code = main(["evaluate", str(scored), "--label-column", "label", "--events", str(path)])
+
+    assert code == 2
+    assert "names start_row 2, which is not a scored row" in capsys.readouterr().err

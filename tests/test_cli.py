@@ -392,3 +392,42 @@ def test_detect_refuses_to_replace_its_input(model_dir, detected, tmp_path, caps
     assert code == 2
     assert "would replace its own input" in capsys.readouterr().err
     assert data.read_bytes() == TEST.read_bytes()
+
+
+def test_detect_refuses_partial_file_as_input(model_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    data = out / "scored.csv.partial"
+    data.write_bytes(TEST.read_bytes())
+
+    assert main(["detect", str(data), "--model-dir", str(model_dir), "--out", str(out)]) == 2
+
+    assert "would replace its own input" in capsys.readouterr().err
+    assert data.read_bytes() == TEST.read_bytes()
+
+
+def test_detect_out_must_be_a_folder(model_dir, tmp_path, capsys):
+    taken = tmp_path / "results"
+    taken.write_text("a file")
+
+    assert main(["detect", str(TEST), "--model-dir", str(model_dir), "--out", str(taken)]) == 2
+
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_evaluate_counts_runs_in_scoring_order(model_dir, detected, tmp_path):
+    # Shuffled rows are scored in time order: the event-level counts match the sorted file.
+    shuffled = tmp_path / "shuffled.csv"
+    pd.read_csv(TEST).sample(frac=1, random_state=1).to_csv(shuffled, index=False)
+    out = tmp_path / "o"
+    detect = ["detect", str(shuffled), "--model-dir", str(model_dir), "--out", str(out)]
+    assert main([*detect, "--no-figures"]) == 0
+    labelled = ["--label-column", "anomaly"]
+
+    assert main(["evaluate", str(out / "scored.csv"), *labelled]) == 0
+    shuffled_result = json.loads((out / "evaluation.json").read_text())
+    assert main(["evaluate", str(detected / "scored.csv"), *labelled]) == 0
+    sorted_result = json.loads((detected / "evaluation.json").read_text())
+
+    for key in ("labelled_events", "detected_labelled_events", "predicted_runs", "false_runs"):
+        assert shuffled_result[key] == sorted_result[key]

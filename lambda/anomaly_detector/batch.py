@@ -199,11 +199,14 @@ def detect_file(
     renamed to ``scored.csv`` when the whole file has been scored.
     """
     outputs = [out_dir / name for name in OUTPUT_FILES]
-    if any(path.resolve() == output.resolve() for output in outputs):
+    written = [*outputs, out_dir / ("scored.csv" + PARTIAL_SUFFIX)]
+    if any(path.resolve() == output.resolve() for output in written):
         raise RequestError(
             f"{path} is one of the files detect writes into {out_dir}, so the run would "
             "replace its own input. Give another --out folder."
         )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RequestError(f"--out {out_dir} is a file, not a folder. Give a folder for results.")
     out_dir.mkdir(parents=True, exist_ok=True)
     for output in outputs:
         output.unlink(missing_ok=True)

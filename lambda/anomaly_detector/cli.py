@@ -568,7 +568,8 @@ def _read_events(path: Path) -> list[dict]:
 
 
 def _is_row(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    # Row numbers fit in 64 bits; larger ones cannot name a row of any file.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
 
 
 def _check_events(
@@ -602,12 +603,16 @@ def _check_events(
 
     for key, place in places.items():
         fail(
-            place < 0,
+            (place < 0) | ~scored[np.maximum(named[key], 0)],
             lambda n, key=key: (
                 f"names {key} {row(n, key)}, which is not a scored row of "
                 f"{scored_path} (its rows are {rows.min()} to {rows.max()})."
             ),
         )
+    starts = np.array([e["start_row"] for e in events], dtype=np.int64)
+    first_of_start = np.zeros(len(events), dtype=bool)
+    first_of_start[np.unique(starts, return_index=True)[1]] = True
+    fail(~first_of_start, lambda n: f"repeats the event that starts at row {row(n, 'start_row')}.")
     start, end, onset = places["start_row"], places["end_row"], places["onset_row"]
     fail(
         start > end,
@@ -679,23 +684,34 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if not known.any():
         raise RequestError(f"Column {args.label_column!r} contains no numeric labels.")
     anomalous = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+    times = None
+    if "timestamp" in frame.columns:
+        times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
+        times = times.dt.tz_localize(None).to_numpy()
+    scored = np.ones(len(frame), dtype=bool)
+    if "status" in frame.columns:
+        scored = (frame["status"] == "scored").to_numpy()
     if args.events is not None:
         from .evaluation import event_flags
 
         events = _read_events(args.events)
         row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
-        times = None
-        if "timestamp" in frame.columns:
-            times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
-            times = times.dt.tz_localize(None).to_numpy()
-        scored = np.ones(len(frame), dtype=bool)
-        if "status" in frame.columns:
-            scored = (frame["status"] == "scored").to_numpy()
         _check_events(events, args.events, args.scored, row_numbers, anomalous, scored, times)
         predicted = event_flags(events, row_numbers, scored, times)
     else:
         predicted = anomalous
-    result = evaluate(predicted[known], labels.to_numpy()[known] > 0.5)
+    truth = labels.to_numpy() > 0.5
+    result = evaluate(predicted[known], truth[known])
+    # Runs, labelled and predicted, are counted in scoring order over the scored rows, so that
+    # unsorted files and rows that could not be scored do not cut them.
+    from .evaluation import scoring_positions
+
+    positions = scoring_positions(times, len(frame))
+    in_runs = np.flatnonzero(known & scored & (positions >= 0))
+    in_runs = in_runs[np.argsort(positions[in_runs], kind="stable")]
+    runs_only = evaluate(predicted[in_runs], truth[in_runs])
+    for name in ("labelled_events", "detected_labelled_events", "predicted_runs", "false_runs"):
+        setattr(result, name, getattr(runs_only, name))
 
     def show(value):
         return "n/a" if value is None else f"{value:.4f}"

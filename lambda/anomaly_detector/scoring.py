@@ -89,9 +89,11 @@ class Event:
             "peak_time": _iso(self.peak_time) if self.peak_time is not None else None,
             "direction": self.direction,
             "mean_residual": round(float(self.mean_residual), 6),
+            # Six significant digits: sums over chunks differ from a whole-file sum in the
+            # last bits, and a ratio can be as large as the residuals are.
             "target_deviation": None
             if self.target_deviation is None
-            else round(float(self.target_deviation), 3),
+            else float(f"{self.target_deviation:.6g}"),
             "drivers": self.drivers,
         }
 
