@@ -156,32 +156,42 @@ class Scorer:
         score = np.full(count, np.nan)
         is_anomaly = np.zeros(count, dtype=bool)
 
-        # Order the rows that take part: scored rows, by time when there are timestamps.
+        # Order the rows that take part: scored rows, by time when there are timestamps. Rows
+        # already in that order (the usual case) are used as they are, without copies.
+        in_order = True
         if timestamps is not None:
             times = timestamps.to_numpy(dtype="datetime64[ns]")
             with_time = ~np.isnat(times)
-            order = np.flatnonzero(with_time)
-            order = order[np.argsort(times[order], kind="stable")]
-            self._check_order(times[order], offset, order)
-            ordered_times = times[order]
+            in_order = bool(with_time.all()) and bool(np.all(times[1:] >= times[:-1]))
+            if in_order:
+                order = np.arange(count)
+                ordered_times = times
+            else:
+                order = np.flatnonzero(with_time)
+                order = order[np.argsort(times[order], kind="stable")]
+                ordered_times = times[order]
+            self._check_order(ordered_times, offset, order)
         else:
             order = np.arange(count)
             ordered_times = None
         if len(order) == 0:
             return ChunkScores(residual, score, is_anomaly)
 
-        ordered_abs = np.abs(residual[order])
+        ordered_abs = np.abs(residual if in_order else residual[order])
         window = self._rolling_mean(ordered_abs, ordered_times, order, offset)
         ordered_score = window.means
         ordered_score[np.isnan(ordered_abs)] = np.nan
-        score[order] = ordered_score
         ordered_anomaly = ordered_score > self.config.threshold
-        is_anomaly[order] = ordered_anomaly
+        if in_order:
+            score, is_anomaly = ordered_score, ordered_anomaly
+        else:
+            score[order] = ordered_score
+            is_anomaly[order] = ordered_anomaly
 
         normal = ~np.isnan(ordered_score) & ~ordered_anomaly
         self._update_normal_error(ordered_abs[normal])
         if inputs is not None:
-            self._update_normal(inputs[order][normal])
+            self._update_normal(inputs[order[normal]])
         self._find_events(
             order, ordered_score, ordered_anomaly, residual, ordered_times, offset, window, inputs
         )
