@@ -13,12 +13,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .config import ConfigurationError, ScoringConfig, Span
 from .errors import DetectorError, RequestError
+
+if TYPE_CHECKING:
+    from .evaluation import EventSpans
 
 # The terminal table lists the first events only; events.json has all of them.
 MAX_PRINTED_EVENTS = 20
@@ -579,17 +583,14 @@ def _check_events(
     rows: np.ndarray,
     anomalous: np.ndarray,
     scored: np.ndarray,
-    times: np.ndarray | None,
+    spans: EventSpans,
 ) -> None:
     """Reject events that do not fit the scored file: rows missing, out of order, not anomalous.
 
     An event is a whole run of anomalous rows in scoring order: every scored row from its
     start_row to its end_row is anomalous, and the scored rows next to it are not.
     """
-    from .evaluation import EventSpans
-
     other_run = f"Use the events.json written by the detect run that wrote {scored_path}."
-    spans = EventSpans.of(events, rows, times)
     named = {"start_row": spans.start, "end_row": spans.end, "onset_row": spans.onset}
     places = {key: spans.place(index) for key, index in named.items()}
 
@@ -609,9 +610,8 @@ def _check_events(
                 f"{scored_path} (its rows are {rows.min()} to {rows.max()})."
             ),
         )
-    starts = np.array([e["start_row"] for e in events], dtype=np.int64)
     first_of_start = np.zeros(len(events), dtype=bool)
-    first_of_start[np.unique(starts, return_index=True)[1]] = True
+    first_of_start[np.unique(spans.start, return_index=True)[1]] = True
     fail(~first_of_start, lambda n: f"repeats the event that starts at row {row(n, 'start_row')}.")
     start, end, onset = places["start_row"], places["end_row"], places["onset_row"]
     fail(
@@ -666,7 +666,7 @@ def _check_events(
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from .evaluation import EventSpans, evaluate, scoring_positions
 
     try:
         frame = pd.read_csv(args.scored, low_memory=False)
@@ -691,22 +691,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     scored = np.ones(len(frame), dtype=bool)
     if "status" in frame.columns:
         scored = (frame["status"] == "scored").to_numpy()
+    positions = scoring_positions(times, len(frame))
     if args.events is not None:
-        from .evaluation import event_flags
-
         events = _read_events(args.events)
         row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
-        _check_events(events, args.events, args.scored, row_numbers, anomalous, scored, times)
-        predicted = event_flags(events, row_numbers, scored, times)
+        spans = EventSpans.of(events, row_numbers, positions)
+        _check_events(events, args.events, args.scored, row_numbers, anomalous, scored, spans)
+        predicted = spans.flags(scored)
     else:
         predicted = anomalous
     truth = labels.to_numpy() > 0.5
     result = evaluate(predicted[known], truth[known])
     # Runs, labelled and predicted, are counted in scoring order over the scored rows, so that
     # unsorted files and rows that could not be scored do not cut them.
-    from .evaluation import scoring_positions
-
-    positions = scoring_positions(times, len(frame))
     in_runs = np.flatnonzero(known & scored & (positions >= 0))
     in_runs = in_runs[np.argsort(positions[in_runs], kind="stable")]
     runs_only = evaluate(predicted[in_runs], truth[in_runs])

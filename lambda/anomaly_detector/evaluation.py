@@ -117,22 +117,36 @@ class EventSpans:
     end: np.ndarray
 
     @classmethod
-    def of(cls, events: list[dict], rows: np.ndarray, times: np.ndarray | None = None):
-        def column(key: str, default: str | None = None) -> np.ndarray:
-            return np.array(
-                [e.get(key, e[default]) if default else e[key] for e in events], dtype=np.int64
-            )
-
+    def of(cls, events: list[dict], rows: np.ndarray, positions: np.ndarray) -> EventSpans:
+        """Locate the events' rows; ``positions`` is the rows' scoring order (scoring_positions)."""
+        starts = [e["start_row"] for e in events]
+        onsets = [e.get("onset_row", start) for e, start in zip(events, starts, strict=True)]
         return cls(
-            positions=scoring_positions(times, len(rows)),
-            onset=locate_rows(rows, column("onset_row", "start_row")),
-            start=locate_rows(rows, column("start_row")),
-            end=locate_rows(rows, column("end_row")),
+            positions=positions,
+            onset=locate_rows(rows, onsets),
+            start=locate_rows(rows, starts),
+            end=locate_rows(rows, [e["end_row"] for e in events]),
         )
 
     def place(self, index: np.ndarray) -> np.ndarray:
         """Return the scoring place of each indexed row, -1 for a missing row or time."""
         return np.where(index >= 0, self.positions[np.maximum(index, 0)], -1)
+
+    def flags(self, scored: np.ndarray) -> np.ndarray:
+        """Flag the scored rows that lie, in scoring order, from an event's onset to its end."""
+        first, last = self.place(self.onset), self.place(self.end)
+        if np.any(first < 0) or np.any(last < 0):
+            raise ValueError("an event names a row that is not among the rows given")
+        placed = int(self.positions.max()) + 1 if len(self.positions) else 0
+        # +1 where an event opens and -1 after it closes: positions with a positive sum are inside.
+        steps = np.zeros(placed + 1, dtype=np.int64)
+        np.add.at(steps, first, 1)
+        np.add.at(steps, last + 1, -1)
+        inside = np.cumsum(steps)[:placed] > 0
+        flags = np.zeros(len(self.positions), dtype=bool)
+        has_place = self.positions >= 0
+        flags[has_place] = inside[self.positions[has_place]]
+        return flags & np.asarray(scored, dtype=bool)
 
 
 def event_flags(
@@ -148,20 +162,8 @@ def event_flags(
     shorter than the minimum duration are not flagged, unlike ``is_anomaly``. Every row an
     event names must be in ``rows`` with a place in scoring order.
     """
-    spans = EventSpans.of(events, np.asarray(rows), times)
-    first, last = spans.place(spans.onset), spans.place(spans.end)
-    if np.any(first < 0) or np.any(last < 0):
-        raise ValueError("an event names a row that is not among the rows given")
-    placed = int(spans.positions.max()) + 1 if len(spans.positions) else 0
-    # +1 where an event opens and -1 after it closes: positions with a positive sum are inside.
-    steps = np.zeros(placed + 1, dtype=np.int64)
-    np.add.at(steps, first, 1)
-    np.add.at(steps, last + 1, -1)
-    inside = np.cumsum(steps)[:placed] > 0
-    flags = np.zeros(len(spans.positions), dtype=bool)
-    has_place = spans.positions >= 0
-    flags[has_place] = inside[spans.positions[has_place]]
-    return flags & np.asarray(scored, dtype=bool)
+    rows = np.asarray(rows)
+    return EventSpans.of(events, rows, scoring_positions(times, len(rows))).flags(scored)
 
 
 # -- changepoint score (NAB, as SKAB applies it) -----------------------------------------------
