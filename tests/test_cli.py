@@ -407,10 +407,12 @@ def test_detect_refuses_partial_file_as_input(model_dir, tmp_path, capsys):
 
 
 def test_detect_out_must_be_a_folder(model_dir, tmp_path, capsys):
-    taken = tmp_path / "results"
-    taken.write_text("a file")
+    results_file = tmp_path / "results"
+    results_file.write_text("a file")
 
-    assert main(["detect", str(TEST), "--model-dir", str(model_dir), "--out", str(taken)]) == 2
+    assert (
+        main(["detect", str(TEST), "--model-dir", str(model_dir), "--out", str(results_file)]) == 2
+    )
 
     assert "is a file, not a folder" in capsys.readouterr().err
 

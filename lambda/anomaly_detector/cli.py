@@ -686,6 +686,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     anomalous = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
     times = None
     if "timestamp" in frame.columns:
+        # NOTE: scored.csv keeps times to the microsecond, so rows whose times differ only
+        # below that may be ordered here differently from the order detect scored them in.
         times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
         times = times.dt.tz_localize(None).to_numpy()
     scored = np.ones(len(frame), dtype=bool)

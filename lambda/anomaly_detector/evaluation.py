@@ -118,7 +118,7 @@ class EventSpans:
 
     @classmethod
     def of(cls, events: list[dict], rows: np.ndarray, positions: np.ndarray) -> EventSpans:
-        """Locate the events' rows; ``positions`` is the rows' scoring order (scoring_positions)."""
+        """Locate the rows that the events name. ``positions`` comes from scoring_positions."""
         starts = [e["start_row"] for e in events]
         onsets = [e.get("onset_row", start) for e, start in zip(events, starts, strict=True)]
         return cls(

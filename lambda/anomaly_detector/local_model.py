@@ -53,7 +53,7 @@ THRESHOLD_METHODS = ("rmse", "calibrated", "extreme")
 BLOCK_EXCEEDANCE = 0.01
 MIN_BLOCKS = 3
 # A block's highest score stands for its stretch of time only when the block spans several
-# windows. So the fit is refused with fewer scores per block than this, or than two windows.
+# windows. Below this many scores per block, or two windows of rows, the fit is rejected.
 MIN_BLOCK_SCORES = 20
 EULER_GAMMA = 0.5772156649015329
 DEFAULT_CV_FOLDS = 5
@@ -456,7 +456,7 @@ def calibrated_threshold(
 
 
 def _check_blocks(scores: int, blocks: int, window: Span, times: pd.Series | None) -> None:
-    """Refuse blocks too short for their maxima to stand for separate stretches of time."""
+    """Reject blocks too short for their maxima to stand for separate stretches of time."""
     if window.is_time:
         step = times.sort_values().diff().dropna().dt.total_seconds().median()
         # Times all alike put every row in one window.

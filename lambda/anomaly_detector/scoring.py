@@ -51,7 +51,8 @@ class Event:
     onset_time: pd.Timestamp | None = None
     input_sums: np.ndarray | None = None  # per input, summed over the event's rows
     drivers: list[dict] = field(default_factory=list)
-    # Mean residual over the RMS residual of the normal rows; None with fewer than 2 of them.
+    # Mean residual over the RMS residual of the normal rows. None with fewer than 2 normal
+    # rows, or when their residuals are all zero.
     target_deviation: float | None = None
 
     @property
@@ -233,8 +234,9 @@ class Scorer:
         else:
             means = pd.Series(joined).rolling(window.rows, min_periods=1).mean().to_numpy(copy=True)
             keep = max(len(joined) - (window.rows - 1), 0)
-        windows = _Windows(means[tail:], joined, joined_times, tail, window, self._tail_rows)
-        windows.order, windows.offset = order, offset
+        windows = _Windows(
+            means[tail:], joined, joined_times, tail, window, self._tail_rows, order, offset
+        )
         self._tail_values = joined[keep:]
         self._tail_rows = windows.rows(np.arange(keep, len(joined)))
         if joined_times is not None:
@@ -387,8 +389,8 @@ class _Windows:
     tail: int  # how many of values come from earlier chunks
     span: Span
     tail_rows: np.ndarray  # row numbers of the tail, over the whole input
-    order: np.ndarray | None = None  # the chunk's rows in scoring order
-    offset: int = 0  # row number of the chunk's first row
+    order: np.ndarray  # the chunk's rows in scoring order
+    offset: int  # row number of the chunk's first row
     _scored_positions: np.ndarray | None = None
 
     def rows(self, positions: np.ndarray) -> np.ndarray:
