@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -198,18 +199,7 @@ def detect_file(
     Earlier results in ``out_dir`` are removed first. Rows go to ``scored.csv.partial``,
     renamed to ``scored.csv`` when the whole file has been scored.
     """
-    outputs = [out_dir / name for name in OUTPUT_FILES]
-    written = [*outputs, out_dir / ("scored.csv" + PARTIAL_SUFFIX)]
-    if any(path.resolve() == output.resolve() for output in written):
-        raise RequestError(
-            f"{path} is one of the files detect writes into {out_dir}, so the run would "
-            "replace its own input. Give another --out folder."
-        )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RequestError(f"--out {out_dir} is a file, not a folder. Give a folder for results.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for output in outputs:
-        output.unlink(missing_ok=True)
+    _clear_outputs(path, out_dir, extra=["scored.csv" + PARTIAL_SUFFIX])
     scored_path = out_dir / ("scored.csv" + PARTIAL_SUFFIX)
     scorer = Scorer(config, first_row=rows.start)
     summary = Summary(threshold=config.threshold)
@@ -254,6 +244,95 @@ def detect_file(
     (out_dir / "events.json").write_text(json.dumps(events, indent=2) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(summary_dict, indent=2) + "\n")
     return FileResult(summary_dict, events, plot)
+
+
+@dataclass
+class TargetResult:
+    """One target's detection in a run over several targets, written to ``out_dir / folder``."""
+
+    target: str
+    folder: str
+    result: FileResult
+
+
+def target_folder(target: str) -> str:
+    """Return the name of the folder for a target's results.
+
+    Characters other than letters, digits, '-' and '_' become '_'. The folder then stays
+    inside the output folder and never takes the name of a file there (those contain a dot).
+    """
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", target).strip("_")
+    return name or "target"
+
+
+def detect_targets(
+    path: Path,
+    models: Sequence[tuple[ScoringConfig, Predictor]],
+    out_dir: Path,
+    rows: RowRange = RowRange(),
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[list[TargetResult], list[dict]]:
+    """Run one detector per target over the same file and merge their events.
+
+    Each target's ``scored.csv``, ``events.json`` and ``summary.json`` go to its own folder
+    under ``out_dir`` (see :func:`target_folder`). ``out_dir / "events.json"`` lists every
+    target's events, each with its ``target``, ordered by onset; ``summary.json`` holds each
+    target's summary. A row is in a warning when any target's event covers it.
+    """
+    targets = [config.target for config, _ in models]
+    folders = [target_folder(target) for target in targets]
+    if len(set(targets)) < len(targets):
+        repeated = sorted({t for t in targets if targets.count(t) > 1})
+        raise RequestError(
+            f"Two models predict the same target ({', '.join(repeated)}); give each target once."
+        )
+    if len(set(folders)) < len(folders):
+        raise RequestError(
+            f"The targets {targets} would share a results folder ({folders}); rename a column "
+            "so that the names differ in letters or digits."
+        )
+    _clear_outputs(path, out_dir)
+    results = []
+    for (config, predictor), folder in zip(models, folders, strict=True):
+        result = detect_file(path, config, predictor, out_dir / folder, rows, chunk_rows, on_chunk)
+        results.append(TargetResult(config.target, folder, result))
+    events = sorted(
+        ({"target": r.target, **event} for r in results for event in r.result.events),
+        key=_onset_key,
+    )
+    summary = {
+        "events": len(events),
+        "targets": [{"target": r.target, "folder": r.folder, **r.result.summary} for r in results],
+    }
+    (out_dir / "events.json").write_text(json.dumps(events, indent=2) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return results, events
+
+
+def _clear_outputs(path: Path, out_dir: Path, extra: Sequence[str] = ()) -> None:
+    """Create ``out_dir`` and remove an earlier run's results, refusing to delete ``path``."""
+    outputs = [out_dir / name for name in OUTPUT_FILES]
+    if any(
+        path.resolve() == output.resolve() for output in [*outputs, *(out_dir / e for e in extra)]
+    ):
+        raise RequestError(
+            f"{path} is one of the files detect writes into {out_dir}, so the run would "
+            "replace its own input. Give another --out folder."
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RequestError(f"--out {out_dir} is a file, not a folder. Give a folder for results.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for output in outputs:
+        output.unlink(missing_ok=True)
+
+
+def _onset_key(event: dict) -> tuple:
+    """Order events by onset: their time when rows carry one, else their row."""
+    onset = event["onset"]
+    if isinstance(onset, str):
+        return (0, pd.Timestamp(onset).value, event["onset_row"], event["target"])
+    return (1, 0, event["onset_row"], event["target"])
 
 
 def _read_ahead(

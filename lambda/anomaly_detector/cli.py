@@ -132,7 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument("data", type=Path, help="CSV or JSON file with the inputs and the target")
     source = detect.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model-dir", type=Path, help="local model directory from train")
+    source.add_argument(
+        "--model-dir",
+        type=Path,
+        action="append",
+        help="local model directory from train; repeat it to run one detector per target "
+        "(each model predicts another column) and merge their events",
+    )
     source.add_argument(
         "--endpoint",
         metavar="NAME",
@@ -336,7 +342,10 @@ def run_train(args: argparse.Namespace) -> int:
 def run_detect(args: argparse.Namespace) -> int:
     from .batch import RowRange, detect_file
 
-    config, predictor = _detect_setup(args)
+    model_dirs = args.model_dir or [None]
+    if len(model_dirs) > 1:
+        return _run_detect_targets(args, model_dirs)
+    config, predictor = _detect_setup(args, model_dir=model_dirs[0])
     total = _count_data_rows(args.data)
     with _ProgressBar(total) as advance:
         result = detect_file(
@@ -356,11 +365,44 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detect_setup(args: argparse.Namespace, build_client: bool = True):
-    if args.model_dir is not None:
+def _run_detect_targets(args: argparse.Namespace, model_dirs: list[Path]) -> int:
+    """Run one local detector per model directory over the file and merge their events."""
+    from .batch import RowRange, detect_targets
+
+    for option in ("target", "threshold", "inputs"):
+        if getattr(args, option) is not None:
+            raise ConfigurationError(
+                f"--{option} applies to one model; leave it out when --model-dir is repeated, "
+                "since each model's card gives its own."
+            )
+    models = [_detect_setup(args, model_dir=model_dir) for model_dir in model_dirs]
+    total = _count_data_rows(args.data)
+    with _ProgressBar(None if total is None else total * len(models)) as advance:
+        results, events = detect_targets(
+            args.data,
+            models,
+            args.out,
+            rows=RowRange.parse(args.rows),
+            chunk_rows=args.chunk_rows,
+            on_chunk=advance,
+        )
+    if not args.no_figures:
+        from .plots import write_figures
+
+        for item in results:
+            write_figures(item.result.plot, item.result.events, item.target, args.out / item.folder)
+    _print_targets(results, events, args.out)
+    return 0
+
+
+def _detect_setup(
+    args: argparse.Namespace, build_client: bool = True, model_dir: Path | None = None
+):
+    model_dir = model_dir if model_dir is not None else getattr(args, "model_dir", None)
+    if model_dir is not None:
         from .local_model import LocalModel
 
-        model = LocalModel(args.model_dir)
+        model = LocalModel(model_dir)
         card = model.card
         if args.inputs and list(args.inputs) != list(card.inputs):
             raise ConfigurationError(
@@ -498,21 +540,53 @@ class _ProgressBar:
 
 def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
     from rich.console import Console
-    from rich.table import Table
-
-    from .scoring import describe_inputs
 
     console = Console()
     console.width = max(console.width, 140)  # room for full timestamps when piped
+    _print_summary(console, summary)
+    console.print(_events_table(events))
+    if len(events) > MAX_PRINTED_EVENTS:
+        console.print(f"... and {len(events) - MAX_PRINTED_EVENTS} more in events.json")
+    console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
+
+
+def _print_targets(results: list, events: list[dict], out: Path) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.width = max(console.width, 140)
+    for item in results:
+        console.print(f"[bold]{escape(item.target)}[/bold] ({item.folder}/):", end=" ")
+        _print_summary(console, item.result.summary)
+    console.print(_events_table(events))
+    if len(events) > MAX_PRINTED_EVENTS:
+        console.print(f"... and {len(events) - MAX_PRINTED_EVENTS} more in events.json")
+    console.print(
+        f"results in {out}/: events.json and summary.json for all targets, and one folder "
+        "per target with its scored.csv, events.json, summary.json and figures"
+    )
+
+
+def _print_summary(console, summary: dict) -> None:
     max_score = summary["max_score"]
     console.print(
         f"scored {summary['scored_rows']} of {summary['rows']} rows; "
         f"{summary['anomalous_rows']} anomalous; threshold {summary['threshold']:.4g}; "
-        f"max score {'n/a' if max_score is None else f'{max_score:.4g}'}"
+        f"max score {'n/a' if max_score is None else f'{max_score:.4g}'}",
+        markup=False,
     )
     if summary["not_scored"]:
         reasons = ", ".join(f"{k} {v}" for k, v in summary["not_scored"].items())
-        console.print(f"not scored: {reasons}")
+        console.print(f"not scored: {reasons}", markup=False)
+
+
+def _events_table(events: list[dict]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .scoring import describe_inputs
+
     table = Table(title=f"{len(events)} event(s)")
     columns = ("#", "onset", "start", "end", "rows", "peak score", "target", "inputs moved")
     for column in columns:
@@ -525,21 +599,17 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
             str(event["end"]),
             str(event["rows"]),
             f"{event['peak_score']:.4g}",
-            _target_text(event),
-            describe_inputs(event),
+            escape(_target_text(event)),
+            escape(describe_inputs(event)),
         )
-    console.print(table)
-    if len(events) > MAX_PRINTED_EVENTS:
-        console.print(f"... and {len(events) - MAX_PRINTED_EVENTS} more in events.json")
-    console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
+    return table
 
 
 def _target_text(event: dict) -> str:
     """Say where the target lay against its prediction, in units of the normal error."""
     ratio = event.get("target_deviation")
-    if ratio is None:
-        return event["direction"]
-    return f"{event['direction']}, {abs(ratio):.1f}x error"
+    text = event["direction"] if ratio is None else f"{event['direction']}, {abs(ratio):.1f}x error"
+    return f"{event['target']} {text}" if "target" in event else text
 
 
 ROW_KEYS = ("start_row", "end_row")

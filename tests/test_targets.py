@@ -1,0 +1,214 @@
+"""One detector per target: `detect` with several --model-dir, on synthetic data with known faults.
+
+The machine has two characteristic measurements. `temperature` follows speed and load, and
+`pressure` follows speed. The test file holds one pressure fault (rows 300-449) and one
+temperature fault (rows 700-799); each shows only in its own measurement. Each model
+predicts its target from speed and load alone, so a fault in one target does not move the
+other's prediction.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomaly_detector.batch import target_folder
+from anomaly_detector.cli import main
+
+PRESSURE_FAULT = range(300, 450)
+TEMPERATURE_FAULT = range(700, 800)
+
+
+def _machine(rows: int, seed: int, faults: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    speed = 1000 + 200 * np.sin(np.arange(rows) / 50) + rng.normal(0, 5, rows)
+    load = 50 + 10 * np.cos(np.arange(rows) / 70) + rng.normal(0, 1, rows)
+    temperature = 20 + 0.01 * speed + 0.2 * load + rng.normal(0, 0.1, rows)
+    pressure = 2 + 0.002 * speed + rng.normal(0, 0.02, rows)
+    if faults:
+        pressure[PRESSURE_FAULT.start : PRESSURE_FAULT.stop] += 0.3
+        temperature[TEMPERATURE_FAULT.start : TEMPERATURE_FAULT.stop] += 1.5
+    times = pd.date_range("2026-01-05 08:00:00", periods=rows, freq="1s", tz="UTC")
+    return pd.DataFrame(
+        {
+            "time": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "speed": speed.round(2),
+            "load": load.round(3),
+            "temperature": temperature.round(4),
+            "pressure": pressure.round(5),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("machine")
+    _machine(2000, seed=1, faults=False).to_csv(root / "train.csv", index=False)
+    _machine(1000, seed=2, faults=True).to_csv(root / "test.csv", index=False)
+    paths = {"train": root / "train.csv", "test": root / "test.csv"}
+    for target in ("temperature", "pressure"):
+        paths[target] = root / f"model-{target}"
+        code = main(
+            [
+                "train",
+                str(paths["train"]),
+                "--target",
+                target,
+                "--inputs",
+                "speed",
+                "load",
+                "--window",
+                "10",
+                "--min-duration",
+                "5",
+                "--model-dir",
+                str(paths[target]),
+            ]
+        )
+        assert code == 0
+    return paths
+
+
+def _detect(data: Path, out: Path, *model_dirs: Path, figures: bool = False) -> int:
+    args = ["detect", str(data), "--out", str(out)] + ([] if figures else ["--no-figures"])
+    for model_dir in model_dirs:
+        args += ["--model-dir", str(model_dir)]
+    return main(args)
+
+
+def _covers(event: dict, rows: range) -> bool:
+    return event["onset_row"] <= rows.start + 10 and event["end_row"] >= rows.stop - 1
+
+
+def test_one_target_misses_a_fault_in_another_measurement(machine, tmp_path):
+    out = tmp_path / "out"
+
+    code = _detect(machine["test"], out, machine["temperature"])
+
+    events = json.loads((out / "events.json").read_text())
+    assert code == 0
+    assert len(events) == 1
+    assert _covers(events[0], TEMPERATURE_FAULT)
+
+
+def test_two_targets_warn_of_both_faults_each_naming_its_target(machine, tmp_path, capsys):
+    out = tmp_path / "out"
+
+    code = _detect(machine["test"], out, machine["temperature"], machine["pressure"])
+
+    assert code == 0
+    events = json.loads((out / "events.json").read_text())
+    # Ordered by onset: the pressure fault comes first in the file.
+    assert [e["target"] for e in events] == ["pressure", "temperature"]
+    assert _covers(events[0], PRESSURE_FAULT)
+    assert _covers(events[1], TEMPERATURE_FAULT)
+    assert events[0]["direction"] == "above"
+    # 0.3 against a noise of 0.02: many times the normal error.
+    assert events[0]["target_deviation"] > 5
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["target"] for t in summary["targets"]] == ["temperature", "pressure"]
+    assert summary["events"] == 2
+    for target in ("temperature", "pressure"):
+        folder = out / target_folder(target)
+        scored = pd.read_csv(folder / "scored.csv")
+        assert len(scored) == 1000  # one output row per input row, for each target
+        assert len(json.loads((folder / "events.json").read_text())) == 1
+    printed = capsys.readouterr().out
+    assert "pressure above" in printed and "temperature above" in printed
+
+
+def test_two_targets_write_figures_per_target(machine, tmp_path):
+    out = tmp_path / "out"
+
+    code = _detect(machine["test"], out, machine["temperature"], machine["pressure"], figures=True)
+
+    assert code == 0
+    for target in ("temperature", "pressure"):
+        assert (out / target / "score.png").stat().st_size > 0
+    assert not (out / "score.png").exists()
+
+
+def test_two_targets_remove_results_of_an_earlier_single_run(machine, tmp_path):
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"]) == 0
+    assert (out / "scored.csv").exists()
+
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+
+    # A scored.csv beside the merged events would belong to one target only.
+    assert not (out / "scored.csv").exists()
+    assert len(json.loads((out / "events.json").read_text())) == 2
+
+
+def test_same_target_twice_is_an_error(machine, tmp_path, capsys):
+    assert _detect(machine["test"], tmp_path / "o", machine["pressure"], machine["pressure"]) == 2
+
+    assert "Two models predict the same target (pressure)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--threshold", "1"], ["--target", "pressure"]])
+def test_per_model_options_with_several_models_are_errors(machine, tmp_path, capsys, option):
+    args = ["detect", str(machine["test"]), "--out", str(tmp_path / "o"), *option]
+    args += ["--model-dir", str(machine["temperature"]), "--model-dir", str(machine["pressure"])]
+
+    assert main(args) == 2
+
+    err = capsys.readouterr().err
+    assert f"{option[0]} applies to one model" in err
+    assert "Traceback" not in err
+
+
+def test_targets_whose_folders_collide_are_an_error(tmp_path, capsys):
+    frame = _machine(1500, seed=4, faults=False)
+    frame["a b"] = frame["pressure"]
+    frame["a_b"] = frame["temperature"]
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    for name, target in (("m1", "a b"), ("m2", "a_b")):
+        inputs = ["speed", "load"]
+        assert (
+            main(
+                [
+                    "train",
+                    str(data),
+                    "--target",
+                    target,
+                    "--inputs",
+                    *inputs,
+                    "--model-dir",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
+    args = [
+        "detect",
+        str(data),
+        "--model-dir",
+        str(tmp_path / "m1"),
+        "--model-dir",
+        str(tmp_path / "m2"),
+    ]
+
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+
+    assert "would share a results folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("target", "folder"),
+    [
+        ("Volume Flow RateRMS", "Volume_Flow_RateRMS"),
+        ("../../etc", "etc"),
+        ("events.json", "events_json"),
+        ("temp (°C)", "temp_C"),
+        ("...", "target"),
+        ("pressure", "pressure"),
+    ],
+)
+def test_target_folder_stays_inside_the_output_folder(target, folder):
+    assert target_folder(target) == folder
