@@ -1,21 +1,25 @@
 """Run the SKAB protocol with the product's own train, detect and evaluate code.
 
 For each experiment file under the given folder that has an ``anomaly`` label column, the
-first 400 rows train the local model and the remaining rows are scored. A row counts as
-detected when it lies inside a reported event (a breach that lasted the minimum duration),
-as an operator would be warned. Point-wise counts are pooled over all files:
+first 400 rows train one local model per target and the remaining rows are scored by
+``detect`` with all of them (one detector per target). A row counts as detected when it
+lies inside an event of any target (a breach that lasted the minimum duration), as an
+operator would be warned. Point-wise counts are pooled over all files:
 
     F1 = TP / (TP + (FN + FP) / 2),  FAR = FP / (FP + TN),  MAR = FN / (FN + TP)
 
 It also prints SKAB's changepoint score: NAB with the standard, low-FP and low-FN profiles,
 over 30-s windows centred on the rows that the ``changepoint`` column marks. The detected
-changepoints are the rows where an event begins (its onset) or ends.
+changepoints are the rows where a warning begins (an event's onset) or ends.
 
-Settings, each one a documented ``train`` option. The window and the minimum duration were
-fixed before looking at any label. The threshold method was chosen between ``calibrated``
-and ``extreme`` for its lower FAR on pieces of the unlabelled normal run (``--normal-runs``);
-both pass the valve1 goal, and benchmarks/README.md gives both results.
+Settings, each one a documented ``train`` or ``detect`` option. The window and the minimum
+duration were fixed before looking at any label. The threshold method was chosen between
+``calibrated`` and ``extreme`` for its lower FAR on pieces of the unlabelled normal run
+(``--normal-runs``); both pass the valve1 goal, and benchmarks/README.md gives both results.
 
+- Targets: the flow rate, the rig's characteristic measurement, and the pressure, the motor
+  current and the voltage, whose detectors raise no false event on the normal run. Each
+  model predicts its target from all the other channels.
 - ``--window 30s``: SKAB samples once a second and its faults last minutes, so half a minute
   of residuals is averaged.
 - ``--min-duration 30s``: a warning needs the breach to last as long as one window.
@@ -25,16 +29,20 @@ both pass the valve1 goal, and benchmarks/README.md gives both results.
   with 1 % probability (never below the highest score). The scored rows are twice the
   training rows, so the highest training score alone would be exceeded by chance.
 
-``--product-defaults`` runs the product's plain defaults instead (5-row window, 1-row minimum,
-threshold 2 x validation RMSE) for comparison.
+``--product-defaults`` runs the product's plain defaults instead (the flow rate alone, 5-row
+window, 1-row minimum, threshold 2 x validation RMSE) for comparison.
 
 ``--normal-runs`` also measures false alarms on normal operation: every file without the label
 column (SKAB's ``anomaly-free.csv``) is cut into consecutive pieces as long as a typical
 experiment (1,150 rows), and each piece runs the same protocol with every row labelled normal.
 Their FAR is reported apart from the pooled figures.
 
+``--injected-faults SD`` imitates fault kinds that the labelled files lack: in each
+normal piece it adds a step of SD training standard deviations to one channel at a time,
+for 300 scored rows, and reports per channel what the detectors find.
+
 Usage: python benchmarks/skab.py ../shared/datasets/skab [--json PATH] [--markdown PATH]
-       [--product-defaults] [--normal-runs]
+       [--target COLUMN ...] [--product-defaults] [--normal-runs] [--injected-faults SD]
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anomaly_detector.batch import RowRange, detect_file, read_table
+from anomaly_detector.batch import RowRange, detect_targets, read_table, target_folder
 from anomaly_detector.errors import DetectorError
 from anomaly_detector.evaluation import (
     ChangepointCounts,
@@ -66,10 +74,17 @@ from anomaly_detector.local_model import LocalModel, default_inputs, train
 TRAIN_ROWS = 400
 # A typical SKAB experiment's length, used to cut long normal runs into experiment-sized pieces.
 PIECE_ROWS = 1150
+# Scored rows of a normal piece that --injected-faults shifts: five minutes from minute five.
+INJECTED = (300, 600)
 LABEL = "anomaly"
 CHANGEPOINT = "changepoint"
 NOT_INPUTS = ["anomaly", "changepoint"]
-DEFAULT_TARGET = "Volume Flow RateRMS"
+FLOW = "Volume Flow RateRMS"
+# The flow rate is the rig's characteristic measurement. The pressure, the motor current and
+# the voltage are the fast hydraulic and electrical channels: each gets its own detector.
+# Temperatures lag a fault by minutes and stay off after it. The vibration RMS drifts out of
+# its training range in normal operation. benchmarks/README.md gives the figures.
+BENCHMARK_TARGETS = [FLOW, "Pressure", "Current", "Voltage"]
 MARKDOWN_DEFAULT = Path(__file__).with_name("SKAB_RESULTS.md")
 BENCHMARK_SETTINGS = {"window": "30s", "min_duration": "30s", "threshold_method": "extreme"}
 PRODUCT_DEFAULTS = {"window": "5", "min_duration": "1", "threshold_method": "rmse"}
@@ -91,17 +106,49 @@ def normal_files(root: Path) -> list[Path]:
     return [p for p in sorted(root.rglob("*.csv"), key=_natural_key) if p not in labelled]
 
 
-def run_normal_pieces(path: Path, target: str, workdir: Path, settings: dict) -> list[dict]:
-    """Cut a normal run into experiment-sized pieces and run the protocol on each one."""
+def normal_pieces(path: Path) -> list[tuple[str, pd.DataFrame]]:
+    """Cut a normal run into experiment-sized pieces, named by file and rows."""
     frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+    name = "/".join(path.parts[-2:])
+    return [
+        (f"{name} rows {first}-{first + PIECE_ROWS - 1}", frame.iloc[first : first + PIECE_ROWS])
+        for first in range(0, len(frame) - PIECE_ROWS + 1, PIECE_ROWS)
+    ]
+
+
+def run_normal_pieces(path: Path, targets: list[str], workdir: Path, settings: dict) -> list[dict]:
+    """Run the protocol on each experiment-sized piece of a normal run."""
     results = []
-    for number, first in enumerate(range(0, len(frame) - PIECE_ROWS + 1, PIECE_ROWS)):
-        piece = frame.iloc[first : first + PIECE_ROWS].assign(**{LABEL: 0})
-        piece_path = workdir / f"piece{number}.csv"  # scratch copy, deleted with workdir
-        piece.to_csv(piece_path, sep=";", index=False)
-        result = run_file(piece_path, target, workdir, settings)
-        name = "/".join(path.parts[-2:])
-        results.append({**result, "file": f"{name} rows {first}-{first + PIECE_ROWS - 1}"})
+    for name, piece in normal_pieces(path):
+        piece_path = workdir / "piece.csv"  # scratch copy, deleted with workdir
+        piece.assign(**{LABEL: 0}).to_csv(piece_path, sep=";", index=False)
+        results.append({**run_file(piece_path, targets, workdir, settings), "file": name})
+    return results
+
+
+def run_injected_faults(
+    path: Path, targets: list[str], workdir: Path, settings: dict, size: float
+) -> dict[str, list[dict]]:
+    """Add a step to one channel at a time in each normal piece and run the protocol.
+
+    The step is ``size`` standard deviations of the channel's training rows, and it lasts
+    from the 300th to the 599th scored row, which are labelled anomalous. It imitates fault
+    kinds that the labelled files lack: a fault that shows in one channel only.
+    """
+    results: dict[str, list[dict]] = {}
+    for name, piece in normal_pieces(path):
+        channels = [c for c in piece.columns if c not in ("datetime", *NOT_INPUTS)]
+        for channel in channels:
+            values = piece[channel].to_numpy(dtype=float)
+            step = size * values[:TRAIN_ROWS].std(ddof=1)
+            faulty = piece.assign(**{LABEL: 0})
+            fault = slice(TRAIN_ROWS + INJECTED[0], TRAIN_ROWS + INJECTED[1])
+            faulty.iloc[fault, faulty.columns.get_loc(channel)] = values[fault] + step
+            faulty.iloc[fault, faulty.columns.get_loc(LABEL)] = 1
+            piece_path = workdir / "piece.csv"  # scratch copy, deleted with workdir
+            faulty.to_csv(piece_path, sep=";", index=False)
+            result = run_file(piece_path, targets, workdir, settings)
+            results.setdefault(channel, []).append({**result, "file": name})
     return results
 
 
@@ -109,27 +156,35 @@ def _natural_key(path: Path) -> tuple:
     return (str(path.parent), int(path.stem) if path.stem.isdigit() else 10**9, path.stem)
 
 
-def run_file(path: Path, target: str, workdir: Path, settings: dict) -> dict:
-    """Train on the first 400 rows, detect on the rest, and count against the labels."""
-    model_dir = workdir / "model"
+def run_file(path: Path, targets: list[str], workdir: Path, settings: dict) -> dict:
+    """Train one model per target on the first 400 rows, detect on the rest, and count.
+
+    A row counts as detected when any target's event covers it: the rows an operator with
+    one detector per target is warned about.
+    """
     head = read_table(path, RowRange(0, TRAIN_ROWS), text_columns=["datetime"])
-    inputs = default_inputs(head, target, NOT_INPUTS, "datetime")
-    card = train(
-        head,
-        target=target,
-        inputs=inputs,
-        model_dir=model_dir,
-        timestamp_column="datetime",
-        **settings,
-    )
-    model = LocalModel(model_dir)
-    config = card.scoring_config()
+    models, thresholds = [], {}
+    for target in targets:
+        model_dir = workdir / "model" / target_folder(target)
+        inputs = default_inputs(head, target, NOT_INPUTS, "datetime")
+        card = train(
+            head,
+            target=target,
+            inputs=inputs,
+            model_dir=model_dir,
+            timestamp_column="datetime",
+            **settings,
+        )
+        models.append((card.scoring_config(), LocalModel(model_dir)))
+        thresholds[target] = card.threshold
     out = workdir / "out"
-    detected = detect_file(path, config, model, out, rows=RowRange(TRAIN_ROWS, None))
-    scored = pd.read_csv(out / "scored.csv")
-    # The rows operators are warned about: those inside events that lasted the minimum. SKAB
-    # files are in time order, so the file order is the scoring order.
-    flags = event_flags(detected.events, scored["row"], scored["status"] == "scored")
+    results, _ = detect_targets(path, models, out, rows=RowRange(TRAIN_ROWS, None))
+    flags = None
+    for item in results:
+        scored = pd.read_csv(out / item.folder / "scored.csv")
+        # SKAB files are in time order, so the file order is the scoring order.
+        mine = event_flags(item.result.events, scored["row"], scored["status"] == "scored")
+        flags = mine if flags is None else flags | mine
     result = evaluate(flags, scored[LABEL].to_numpy(dtype=float) > 0.5)
     times = pd.to_datetime(scored["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
     marked = scored.get(CHANGEPOINT, pd.Series(0.0, index=scored.index)).to_numpy(dtype=float)
@@ -137,7 +192,8 @@ def run_file(path: Path, target: str, workdir: Path, settings: dict) -> dict:
     return {
         "file": str(path),
         **result.to_dict(),
-        "threshold": card.threshold,
+        "thresholds": thresholds,
+        "events_by_target": {item.target: len(item.result.events) for item in results},
         "changepoints": asdict(changepoints),
     }
 
@@ -161,6 +217,11 @@ def pooled(results: list[dict]) -> dict:
 def _nab_text(nab: dict) -> str:
     names = {"standard": "standard", "low_fp": "low FP", "low_fn": "low FN"}
     return ", ".join(f"{names[k]} {'n/a' if v is None else f'{v:.2f}'}" for k, v in nab.items())
+
+
+def _by_target(result: dict) -> str:
+    counts = result["events_by_target"]
+    return ", ".join(f"{target} {n}" for target, n in counts.items() if n) or "none"
 
 
 def _percent(value: float | None) -> str:
@@ -191,19 +252,43 @@ def markdown(
         f"Changepoint score (NAB, 30-s windows centred on the `{CHANGEPOINT}` rows; detected "
         f"changepoints are where an event begins or ends): {_nab_text(total['nab'])}.",
         "",
-        "| file | rows | F1 | FAR | MAR | labelled events hit | false runs |",
-        "|---|---|---|---|---|---|---|",
+        "| file | rows | F1 | FAR | MAR | labelled events hit | false runs | events by target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         name = "/".join(Path(r["file"]).parts[-2:])
         f1 = "n/a" if r["f1"] is None else f"{r['f1']:.3f}"
         lines.append(
             f"| {name} | {r['rows']} | {f1} | {_percent(r['far'])} | {_percent(r['mar'])} | "
-            f"{r['detected_labelled_events']}/{r['labelled_events']} | {r['false_runs']} |"
+            f"{r['detected_labelled_events']}/{r['labelled_events']} | {r['false_runs']} | "
+            f"{_by_target(r)} |"
         )
     if normal is not None:
         lines += _normal_markdown(normal)
     return "\n".join(lines) + "\n"
+
+
+def _injected_markdown(injected: dict[str, list[dict]], size: float) -> list[str]:
+    lines = [
+        "",
+        "## Injected faults",
+        "",
+        f"Each normal piece again, with a step of {size:g} training standard deviations added to "
+        f"one channel from scored row {INJECTED[0]} to {INJECTED[1] - 1}, which are labelled "
+        "anomalous. A channel that is also a target is caught by its own detector; the others "
+        "only through the targets' predictions.",
+        "",
+        "| channel with the step | F1 | FAR | MAR | faults warned of |",
+        "|---|---|---|---|---|",
+    ]
+    for channel, runs in injected.items():
+        total = pooled(runs)
+        hit = sum(r["detected_labelled_events"] for r in runs)
+        lines.append(
+            f"| {channel} | {total['f1']:.3f} | {_percent(total['far'])} | "
+            f"{_percent(total['mar'])} | {hit}/{len(runs)} |"
+        )
+    return lines
 
 
 def _normal_markdown(normal: list[dict]) -> list[str]:
@@ -216,18 +301,36 @@ def _normal_markdown(normal: list[dict]) -> list[str]:
         "",
         f"**FAR over {len(normal)} pieces: {_percent(pooled(normal)['far'])}**",
         "",
-        "| piece | scored rows | FAR | false runs |",
-        "|---|---|---|---|",
+        "| piece | scored rows | FAR | false runs | events by target |",
+        "|---|---|---|---|---|",
     ]
     for r in normal:
-        lines.append(f"| {r['file']} | {r['rows']} | {_percent(r['far'])} | {r['false_runs']} |")
+        lines.append(
+            f"| {r['file']} | {r['rows']} | {_percent(r['far'])} | {r['false_runs']} | "
+            f"{_by_target(r)} |"
+        )
     return lines
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="folder searched for SKAB experiment CSV files")
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="column the model predicts")
+    parser.add_argument(
+        "--target",
+        action="append",
+        help="a column to predict, one detector per target; repeat for several (default: "
+        f"{', '.join(BENCHMARK_TARGETS)}; {FLOW} with --product-defaults)",
+    )
     parser.add_argument("--json", type=Path, help="write pooled and per-file figures as JSON")
     parser.add_argument(
         "--markdown",
@@ -246,8 +349,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"also cut unlabelled files into {PIECE_ROWS:,}-row pieces and report their FAR",
     )
+    parser.add_argument(
+        "--injected-faults",
+        type=_positive_float,
+        metavar="SD",
+        help="also add a step of SD training standard deviations to one channel at a time "
+        "in each normal piece, and report what the detectors find per channel",
+    )
     args = parser.parse_args(argv)
     settings = PRODUCT_DEFAULTS if args.product_defaults else BENCHMARK_SETTINGS
+    targets = args.target or ([FLOW] if args.product_defaults else BENCHMARK_TARGETS)
 
     files = experiment_files(args.root)
     if not files:
@@ -263,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         try:
             with tempfile.TemporaryDirectory() as workdir:
-                result = run_file(path, args.target, Path(workdir), settings)
+                result = run_file(path, targets, Path(workdir), settings)
         except DetectorError as error:
             print(f"error: {path}: {error}", file=sys.stderr)
             return 2
@@ -281,14 +392,35 @@ def main(argv: list[str] | None = None) -> int:
         for path in normal_files(args.root):
             try:
                 with tempfile.TemporaryDirectory() as workdir:
-                    normal += run_normal_pieces(path, args.target, Path(workdir), settings)
+                    normal += run_normal_pieces(path, targets, Path(workdir), settings)
             except DetectorError as error:
                 print(f"error: {path}: {error}", file=sys.stderr)
                 return 2
         for result in normal:
             print(f"{result['file']:<40} {result['rows']:>6} FAR {_percent(result['far']):>8}")
+    injected = None
+    if args.injected_faults is not None:
+        injected = {}
+        for path in normal_files(args.root):
+            try:
+                with tempfile.TemporaryDirectory() as workdir:
+                    found = run_injected_faults(
+                        path, targets, Path(workdir), settings, args.injected_faults
+                    )
+            except DetectorError as error:
+                print(f"error: {path}: {error}", file=sys.stderr)
+                return 2
+            for channel, runs in found.items():
+                injected.setdefault(channel, []).extend(runs)
+        for channel, runs in injected.items():
+            total_channel = pooled(runs)
+            print(
+                f"step of {args.injected_faults:g} sd in {channel:<22} F1 {total_channel['f1']:.3f}  "
+                f"FAR {_percent(total_channel['far'])}  MAR {_percent(total_channel['mar'])}"
+            )
     seconds = time.monotonic() - started
-    print(f"settings: {settings}")
+    shown = {"targets": ", ".join(targets), **settings}
+    print(f"settings: {shown}")
     print(
         f"pooled over {total['files']} files: F1 {total['f1']:.3f}  "
         f"FAR {_percent(total['far'])}  MAR {_percent(total['mar'])}"
@@ -300,11 +432,19 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/skab.py " + " ".join(
         shlex.quote(a) for a in (argv or sys.argv[1:])
     )
-    args.markdown.write_text(markdown(results, total, command, seconds, settings, normal))
+    args.markdown.write_text(markdown(results, total, command, seconds, shown, normal))
+    if injected is not None:
+        with args.markdown.open("a") as page:
+            page.write("\n".join(_injected_markdown(injected, args.injected_faults)) + "\n")
     if args.json:
         document = {**total, "per_file": results}
         if normal is not None:
             document["normal_runs"] = {"far": pooled(normal)["far"], "per_piece": normal}
+        if injected is not None:
+            document["injected_faults"] = {
+                "size_sd": args.injected_faults,
+                "per_channel": {c: pooled(runs) for c, runs in injected.items()},
+            }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 

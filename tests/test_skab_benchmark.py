@@ -90,7 +90,7 @@ def _normal_run(path: Path, rows: int, shifted: slice, labelled: bool = False) -
         {
             "datetime": times.strftime("%Y-%m-%d %H:%M:%S"),
             "Current": current,
-            skab.DEFAULT_TARGET: flow,
+            skab.FLOW: flow,
         }
     )
     if labelled:
@@ -113,6 +113,7 @@ def test_skab_normal_runs_pieces(tmp_path, capsys):
 
     code = skab.main(
         [str(root), "--normal-runs", "--json", str(out), "--markdown", str(tmp_path / "r.md")]
+        + ["--target", skab.FLOW]
     )
 
     assert code == 0
@@ -154,6 +155,102 @@ def test_skab_reports_unusable_file(tmp_path, capsys):
 def test_skab_rejects_missing_output_folder(tmp_path, capsys):
     _normal_run(tmp_path / "1.csv", 1000, slice(700, 800), labelled=True)
 
-    assert skab.main([str(tmp_path), "--json", str(tmp_path / "no" / "r.json")]) == 2
+    args = [str(tmp_path), "--json", str(tmp_path / "no" / "r.json"), "--target", skab.FLOW]
+    assert skab.main(args) == 2
 
     assert f"--json: the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+
+
+def _pump_run(path: Path, fault: slice) -> None:
+    """A SKAB-like experiment whose fault shows in the pressure only (rows ``fault``)."""
+    rows = 1150
+    rng = np.random.default_rng(5)
+    current = 1.0 + 0.2 * np.sin(np.arange(rows) / 40) + rng.normal(0, 0.02, rows)
+    pressure = 1.0 + rng.normal(0, 0.01, rows)
+    pressure[fault] += 0.2
+    times = pd.date_range("2020-03-09 10:00:00", periods=rows, freq="1s")
+    frame = pd.DataFrame(
+        {
+            "datetime": times.strftime("%Y-%m-%d %H:%M:%S"),
+            "Current": current,
+            "Pressure": pressure,
+            "Voltage": 230 + rng.normal(0, 0.5, rows),
+            skab.FLOW: 30 + 5 * current + rng.normal(0, 0.1, rows),
+            "anomaly": 0,
+            "changepoint": 0,
+        }
+    )
+    frame.loc[frame.index[fault], "anomaly"] = 1
+    frame.loc[[fault.start, fault.stop], "changepoint"] = 1
+    frame.to_csv(path, sep=";", index=False)
+
+
+def test_skab_default_targets_find_a_pressure_fault_that_the_flow_misses(tmp_path):
+    (tmp_path / "other").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
+    page = tmp_path / "r.md"
+
+    def run(*options: str) -> dict:
+        out = tmp_path / "r.json"
+        assert (
+            skab.main([str(tmp_path), "--json", str(out), "--markdown", str(page), *options]) == 0
+        )
+        return json.loads(out.read_text())
+
+    flow_only = run("--target", skab.FLOW)
+    default = run()
+
+    assert flow_only["per_file"][0]["detected_labelled_events"] == 0
+    assert flow_only["mar"] == 1.0
+    assert default["per_file"][0]["events_by_target"] == {
+        skab.FLOW: 0,
+        "Pressure": 1,
+        "Current": 0,
+        "Voltage": 0,
+    }
+    assert default["per_file"][0]["detected_labelled_events"] == 1
+    # The event runs from its onset, up to 29 rows before the step, to about a window past
+    # the step back: every labelled row and at most 60 others.
+    assert default["fn"] == 0
+    assert default["fp"] <= 60
+    assert "targets `Volume Flow RateRMS, Pressure, Current, Voltage`" in page.read_text()
+
+
+def test_skab_injected_faults_per_channel(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "anomaly-free").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
+    # One normal piece: the labelled run without its fault and labels.
+    _pump_run(tmp_path / "anomaly-free" / "run.csv", slice(0, 0))
+    normal = pd.read_csv(tmp_path / "anomaly-free" / "run.csv", sep=";")
+    normal.drop(columns=["anomaly", "changepoint"]).to_csv(
+        tmp_path / "anomaly-free" / "run.csv", sep=";", index=False
+    )
+    out = tmp_path / "r.json"
+    page = tmp_path / "r.md"
+
+    code = skab.main(
+        [str(tmp_path), "--injected-faults", "5", "--json", str(out), "--markdown", str(page)]
+    )
+
+    assert code == 0
+    injected = json.loads(out.read_text())["injected_faults"]
+    assert injected["size_sd"] == 5
+    channels = injected["per_channel"]
+    assert set(channels) == {"Current", "Pressure", "Voltage", skab.FLOW}
+    for counts in channels.values():
+        # 300 shifted rows out of 750 scored rows in the one piece.
+        assert counts["tp"] + counts["fn"] == 300
+        assert counts["fp"] + counts["tn"] == 450
+    # Every channel here is a target, so its own detector warns of the whole step.
+    assert all(counts["mar"] == 0 for counts in channels.values())
+    assert "## Injected faults" in page.read_text()
+    assert "step of 5 sd in Pressure" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "nan", "x"])
+def test_skab_injected_faults_need_a_positive_size(tmp_path, capsys, size):
+    with pytest.raises(SystemExit):
+        skab.main([str(tmp_path), "--injected-faults", size])
+
+    assert "expected a positive number" in capsys.readouterr().err
