@@ -275,8 +275,10 @@ def _injected_markdown(injected: dict[str, list[dict]], size: float) -> list[str
         "",
         f"Each normal piece again, with a step of {size:g} training standard deviations added to "
         f"one channel from scored row {INJECTED[0]} to {INJECTED[1] - 1}, which are labelled "
-        "anomalous. A channel that is also a target is caught by its own detector; the others "
-        "only through the targets' predictions.",
+        "anomalous. A step in a target meets that target's own detector, and a step in another "
+        "channel only the targets' predictions. FAR includes the false events the normal "
+        "pieces raise without a step, and a fault counts as warned of when any event overlaps "
+        "it.",
         "",
         "| channel with the step | F1 | FAR | MAR | faults warned of |",
         "|---|---|---|---|---|",
