@@ -273,6 +273,77 @@ def test_train_default_keeps_two_times_rmse(tmp_path):
     assert card.training_rows == 240
 
 
+@pytest.mark.parametrize("method", ["rmse", "calibrated", "extreme"])
+def test_threshold_factor_scales_each_method(tmp_path, method):
+    options = {"target": "temperature", "inputs": ["speed", "load"], "window": "10"}
+    frame = _machine(600, seed=6)
+
+    plain = train(frame.copy(), model_dir=tmp_path / "a", threshold_method=method, **options)
+    scaled = train(
+        frame.copy(),
+        model_dir=tmp_path / "b",
+        threshold_method=method,
+        threshold_factor=4,
+        **options,
+    )
+
+    assert scaled.threshold == pytest.approx(4 * plain.threshold, rel=1e-5)
+    saved = json.loads((tmp_path / "b" / "model_card.json").read_text())
+    assert saved["threshold_factor"] == 4
+    assert saved["threshold"] == scaled.threshold
+    if method != "rmse":
+        ratio = saved["calibration"]["threshold_over_cv_rmse"]
+        assert ratio == pytest.approx(scaled.threshold / saved["calibration"]["cv_rmse"], 1e-3)
+
+
+def test_card_without_threshold_factor_loads_as_one(tmp_path):
+    train(_machine(300, seed=4), target="temperature", inputs=["speed", "load"], model_dir=tmp_path)
+    card_path = tmp_path / "model_card.json"
+    saved = json.loads(card_path.read_text())
+    del saved["threshold_factor"]  # a card written before the option existed
+    card_path.write_text(json.dumps(saved))
+
+    assert LocalModel(tmp_path).card.threshold_factor == 1.0
+
+
+def test_cli_threshold_factor_prints_and_scores_with_it(tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    _machine(300, seed=9).to_csv(data, index=False)
+    args = ["train", str(data), "--target", "temperature", "--inputs", "speed", "load"]
+
+    assert main([*args, "--threshold-factor", "2.5", "--model-dir", str(tmp_path / "m")]) == 0
+
+    assert "(5 x RMSE)" in capsys.readouterr().out
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["threshold"] == pytest.approx(5 * card["validation_rmse"], rel=1e-4)
+    out = tmp_path / "out"
+    assert main(["detect", str(data), "--model-dir", str(tmp_path / "m"), "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["threshold"] == card["threshold"]
+
+
+@pytest.mark.parametrize("factor", ["0", "-2", "inf", "nan", "two"])
+def test_cli_threshold_factor_must_be_positive(tmp_path, capsys, factor):
+    data = tmp_path / "train.csv"
+    _machine(300, seed=9).to_csv(data, index=False)
+    args = ["train", str(data), "--target", "temperature", "--model-dir", str(tmp_path / "m")]
+
+    with pytest.raises(SystemExit):
+        main([*args, "--threshold-factor", factor])
+
+    assert "expected a positive number" in capsys.readouterr().err
+
+
+def test_train_rejects_threshold_factor_zero(tmp_path):
+    with pytest.raises(ConfigurationError, match="threshold factor must be a positive number"):
+        train(
+            _machine(300, seed=4),
+            target="temperature",
+            inputs=["speed", "load"],
+            model_dir=tmp_path,
+            threshold_factor=0.0,
+        )
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -37,6 +38,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """Parse a finite number above 0, such as a factor given on the command line."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -113,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
         "refitted on every row. extreme: as calibrated, raised to the score that one fold's "
         "length of normal rows exceeds with 1%% probability, from a Gumbel fit to the "
         "folds' highest scores",
+    )
+    train.add_argument(
+        "--threshold-factor",
+        type=_positive_float,
+        default=1.0,
+        metavar="F",
+        help="multiply the threshold that --threshold-method gives by F (default 1), for "
+        "example to keep a drifting measurement quiet over a long normal run",
     )
     train.add_argument(
         "--cv-folds",
@@ -308,6 +328,7 @@ def run_train(args: argparse.Namespace) -> int:
         threshold_method=args.threshold_method,
         cv_folds=args.cv_folds,
         first_row=rows.start,
+        threshold_factor=args.threshold_factor,
     )
     # A calibrated model is refitted on every row, so no rows stay held out.
     held_out = f"held out {card.validation_rows}, "
@@ -321,6 +342,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"  inputs     {', '.join(card.inputs)}")
     print(f"  timestamp  {card.timestamp_column or '(none)'}")
     print(f"  validation RMSE {card.validation_rmse:.4g}, MAE {card.validation_mae:.4g}")
+    scaled = "" if card.threshold_factor == 1 else f"{card.threshold_factor:g} x the "
     if card.threshold_method != "rmse":
         cal = card.calibration
         source = f"highest out-of-time score with window {cal['window']}, {cal['folds']} folds"
@@ -330,11 +352,11 @@ def run_train(args: argparse.Namespace) -> int:
                 f"{cal['window']} in {cal['folds']} blocks of {cal['block_rows']} rows"
             )
         print(
-            f"  threshold  {card.threshold:.4g} ({source}; {cal['threshold_over_cv_rmse']:.3g} x "
-            f"cross-validated RMSE {cal['cv_rmse']:.4g})"
+            f"  threshold  {card.threshold:.4g} ({scaled}{source}; "
+            f"{cal['threshold_over_cv_rmse']:.3g} x cross-validated RMSE {cal['cv_rmse']:.4g})"
         )
     else:
-        print(f"  threshold  {card.threshold:.4g} (2 x RMSE)")
+        print(f"  threshold  {card.threshold:.4g} ({2 * card.threshold_factor:g} x RMSE)")
     print(f"  written to {args.model_dir}")
     return 0
 

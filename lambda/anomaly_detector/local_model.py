@@ -94,6 +94,8 @@ class ModelCard:
     parameters: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     threshold_method: str = "rmse"
+    # The threshold is this factor times the level that threshold_method gives.
+    threshold_factor: float = 1.0
     # For threshold_method "calibrated" and "extreme": folds, window, out-of-time RMSE and
     # the number of smoothed scores. "extreme" adds the block maxima and the Gumbel fit.
     calibration: dict | None = None
@@ -232,6 +234,7 @@ def train(
     threshold_method: str = "rmse",
     cv_folds: int = DEFAULT_CV_FOLDS,
     first_row: int = 0,
+    threshold_factor: float = 1.0,
 ) -> ModelCard:
     """Fit the model on normal-operation rows and write the model directory.
 
@@ -241,7 +244,8 @@ def train(
     fitted without the held-out rows. With ``"calibrated"`` the threshold is the highest
     ``window``-smoothed score of out-of-time residuals from ``cv_folds`` blocked folds, and
     the model is refitted on every row. ``"extreme"`` does the same and raises the threshold
-    to the Gumbel level of the ``cv_folds`` block maxima (see ``gumbel_level``).
+    to the Gumbel level of the ``cv_folds`` block maxima (see ``gumbel_level``). The card's
+    threshold is ``threshold_factor`` times the method's.
 
     ``first_row`` is the file row number of the frame's first row, used in error messages.
     """
@@ -257,6 +261,10 @@ def train(
     if not 2 <= cv_folds <= 20:
         raise ConfigurationError(
             f"The number of folds (--cv-folds) must be between 2 and 20, got {cv_folds}."
+        )
+    if not (math.isfinite(threshold_factor) and threshold_factor > 0):
+        raise ConfigurationError(
+            f"The threshold factor must be a positive number, got {threshold_factor}."
         )
     if threshold_method == "extreme" and cv_folds < MIN_BLOCKS:
         raise ConfigurationError(
@@ -327,6 +335,9 @@ def train(
         )
         calibration["folds"] = cv_folds
         booster = _fit(x_all, y)
+    threshold *= threshold_factor
+    if calibration is not None:
+        calibration["threshold_over_cv_rmse"] = round(threshold / calibration["cv_rmse"], 4)
 
     directory = Path(model_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -348,6 +359,7 @@ def train(
         else [times.iloc[0].isoformat(), times.iloc[-1].isoformat()],
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
         threshold_method=threshold_method,
+        threshold_factor=threshold_factor,
         calibration=calibration,
         parameters={**LIGHTGBM_PARAMS, "num_boost_round": NUM_BOOST_ROUNDS},
         versions={
