@@ -206,9 +206,116 @@ def test_targets_whose_folders_collide_are_an_error(tmp_path, capsys):
         ("../../etc", "etc"),
         ("events.json", "events_json"),
         ("temp (°C)", "temp_C"),
+        ("température", "température"),
+        ("温度", "温度"),
+        ("x" * 300, "x" * 100),
+        ("温" * 40, "温" * 33),
         ("...", "target"),
         ("pressure", "pressure"),
     ],
 )
 def test_target_folder_stays_inside_the_output_folder(target, folder):
     assert target_folder(target) == folder
+
+
+def test_folder_names_that_differ_in_case_are_an_error(tmp_path, capsys):
+    frame = _machine(1500, seed=4, faults=False)
+    frame["Temp"] = frame["temperature"]
+    frame["temp"] = frame["pressure"]
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    for name, target in (("m1", "Temp"), ("m2", "temp")):
+        args = ["train", str(data), "--target", target, "--inputs", "speed", "load"]
+        assert main([*args, "--model-dir", str(tmp_path / name)]) == 0
+
+    assert _detect(data, tmp_path / "o", tmp_path / "m1", tmp_path / "m2") == 2
+
+    assert "not only in case or punctuation" in capsys.readouterr().err
+
+
+def test_failed_run_leaves_no_earlier_results(machine, tmp_path):
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+    # The same rows without the pressure column: the temperature model still runs, the
+    # pressure model fails.
+    broken = tmp_path / "broken.csv"
+    pd.read_csv(machine["test"]).drop(columns=["pressure"]).to_csv(broken, index=False)
+
+    assert _detect(broken, out, machine["temperature"], machine["pressure"]) == 2
+
+    assert not (out / "events.json").exists()
+    assert not (out / "summary.json").exists()
+    assert not (out / "pressure" / "scored.csv").exists()
+    assert not (out / "pressure" / "events.json").exists()
+
+
+def test_single_run_removes_earlier_target_folders(machine, tmp_path):
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+
+    assert _detect(machine["test"], out, machine["pressure"]) == 0
+
+    assert not (out / "temperature").exists()
+    assert not (out / "pressure").exists()
+    assert len(json.loads((out / "events.json").read_text())) == 1
+
+
+def test_earlier_folder_with_other_files_is_kept(machine, tmp_path):
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+    (out / "temperature" / "notes.txt").write_text("mine")
+
+    assert _detect(machine["test"], out, machine["pressure"]) == 0
+
+    assert (out / "temperature" / "notes.txt").read_text() == "mine"
+    assert not (out / "temperature" / "scored.csv").exists()
+
+
+def test_events_follow_rows_when_one_model_has_no_timestamps(machine, tmp_path):
+    untimed = tmp_path / "untimed.csv"
+    pd.read_csv(machine["train"]).drop(columns=["time"]).to_csv(untimed, index=False)
+    model = tmp_path / "pressure-untimed"
+    args = ["train", str(untimed), "--target", "pressure", "--inputs", "speed", "load"]
+    assert main([*args, "--window", "10", "--min-duration", "5", "--model-dir", str(model)]) == 0
+    out = tmp_path / "out"
+
+    assert _detect(machine["test"], out, machine["temperature"], model) == 0
+
+    events = json.loads((out / "events.json").read_text())
+    # The pressure fault (row 300) comes before the temperature fault (row 700), although
+    # only the temperature event has a time.
+    assert [e["target"] for e in events] == ["pressure", "temperature"]
+    assert isinstance(events[0]["onset"], int)
+    assert isinstance(events[1]["onset"], str)
+
+
+def test_model_dir_that_is_a_file_is_an_error(machine, tmp_path, capsys):
+    assert _detect(machine["test"], tmp_path / "o", machine["test"]) == 2
+
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_target_folder_that_is_a_file_is_an_error(machine, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pressure").write_text("not a folder")
+
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 2
+
+    assert "is a file, but a target's results go to that folder" in capsys.readouterr().err
+    assert (out / "pressure").read_text() == "not a folder"
+
+
+def test_markup_and_math_characters_in_names(tmp_path, capsys):
+    frame = _machine(1500, seed=4, faults=False)
+    frame["cost $\\frac$ [bold]"] = frame["temperature"]
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    args = ["train", str(data), "--target", "cost $\\frac$ [bold]", "--inputs", "speed", "load"]
+    assert main([*args, "--model-dir", str(tmp_path / "m")]) == 0
+    out = tmp_path / "o[/]x"
+
+    assert _detect(data, out, tmp_path / "m", figures=True) == 0
+
+    assert (out / "score.png").stat().st_size > 0
+    assert f"results in {out}/" in capsys.readouterr().out

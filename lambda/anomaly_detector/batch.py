@@ -11,6 +11,7 @@ so on two or more cores the parsing and formatting overlap with it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -44,6 +45,8 @@ OUTPUT_FILES = (
     "score_histogram.png",
 )
 PARTIAL_SUFFIX = ".partial"
+# Longest target folder name in bytes; file systems allow 255.
+FOLDER_BYTES = 100
 PLOT_POINTS_PER_CHUNK = 5_000
 HISTOGRAM_BINS = 200
 FORMAT_BLOCK_ROWS = 2_000
@@ -199,7 +202,7 @@ def detect_file(
     Earlier results in ``out_dir`` are removed first. Rows go to ``scored.csv.partial``,
     renamed to ``scored.csv`` when the whole file has been scored.
     """
-    _clear_outputs(path, out_dir, extra=["scored.csv" + PARTIAL_SUFFIX])
+    _clear_outputs(path, out_dir)
     scored_path = out_dir / ("scored.csv" + PARTIAL_SUFFIX)
     scorer = Scorer(config, first_row=rows.start)
     summary = Summary(threshold=config.threshold)
@@ -258,10 +261,12 @@ class TargetResult:
 def target_folder(target: str) -> str:
     """Return the name of the folder for a target's results.
 
-    Characters other than letters, digits, '-' and '_' become '_'. The folder then stays
-    inside the output folder and never takes the name of a file there (those contain a dot).
+    Runs of characters other than letters, digits, '-' and '_' become '_', and the name is
+    cut to 100 bytes of UTF-8. The folder then stays inside the output folder and never takes
+    the name of a file there (those contain a dot).
     """
-    name = re.sub(r"[^A-Za-z0-9_-]+", "_", target).strip("_")
+    name = re.sub(r"[^\w-]+", "_", target).strip("_")
+    name = name.encode("utf-8")[:FOLDER_BYTES].decode("utf-8", errors="ignore").strip("_")
     return name or "target"
 
 
@@ -287,20 +292,21 @@ def detect_targets(
         raise RequestError(
             f"Two models predict the same target ({', '.join(repeated)}); give each target once."
         )
-    if len(set(folders)) < len(folders):
+    # Case-insensitive file systems (macOS, Windows) would put Temp and temp in one folder.
+    if len({folder.casefold() for folder in folders}) < len(folders):
         raise RequestError(
             f"The targets {targets} would share a results folder ({folders}); rename a column "
-            "so that the names differ in letters or digits."
+            "so that the names differ in letters or digits, not only in case or punctuation."
         )
-    _clear_outputs(path, out_dir)
+    _clear_outputs(path, out_dir, folders)
     results = []
     for (config, predictor), folder in zip(models, folders, strict=True):
         result = detect_file(path, config, predictor, out_dir / folder, rows, chunk_rows, on_chunk)
         results.append(TargetResult(config.target, folder, result))
-    events = sorted(
-        ({"target": r.target, **event} for r in results for event in r.result.events),
-        key=_onset_key,
-    )
+    events = [{"target": r.target, **event} for r in results for event in r.result.events]
+    # By time when every event has one; a model without timestamps numbers rows only.
+    timed = all(isinstance(event["onset"], str) for event in events)
+    events.sort(key=lambda e: _onset_key(e, timed))
     summary = {
         "events": len(events),
         "targets": [{"target": r.target, "folder": r.folder, **r.result.summary} for r in results],
@@ -310,29 +316,58 @@ def detect_targets(
     return results, events
 
 
-def _clear_outputs(path: Path, out_dir: Path, extra: Sequence[str] = ()) -> None:
-    """Create ``out_dir`` and remove an earlier run's results, refusing to delete ``path``."""
-    outputs = [out_dir / name for name in OUTPUT_FILES]
-    if any(
-        path.resolve() == output.resolve() for output in [*outputs, *(out_dir / e for e in extra)]
-    ):
+def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> None:
+    """Create ``out_dir`` and remove an earlier run's results, refusing to delete ``path``.
+
+    The results are those in ``out_dir``, in the target ``folders`` of this run, and in the
+    target folders that an earlier run over several targets listed in its summary.json.
+    """
+    earlier = [f for f in _earlier_target_folders(out_dir) if f not in folders]
+    folder_paths = [out_dir / folder for folder in (*folders, *earlier)]
+    written = [
+        directory / name
+        for directory in (out_dir, *folder_paths)
+        for name in (*OUTPUT_FILES, "scored.csv" + PARTIAL_SUFFIX)
+    ]
+    if any(path.resolve() == output.resolve() for output in written):
         raise RequestError(
             f"{path} is one of the files detect writes into {out_dir}, so the run would "
             "replace its own input. Give another --out folder."
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise RequestError(f"--out {out_dir} is a file, not a folder. Give a folder for results.")
+    for directory in folder_paths:
+        if directory.exists() and not directory.is_dir():
+            raise RequestError(
+                f"{directory} is a file, but a target's results go to that folder. Move the "
+                "file or give another --out folder."
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
-    for output in outputs:
+    for output in written:
         output.unlink(missing_ok=True)
+    for directory in folder_paths[len(folders) :]:
+        with contextlib.suppress(OSError):  # the folder holds other files: keep it
+            directory.rmdir()
 
 
-def _onset_key(event: dict) -> tuple:
-    """Order events by onset: their time when rows carry one, else their row."""
-    onset = event["onset"]
-    if isinstance(onset, str):
-        return (0, pd.Timestamp(onset).value, event["onset_row"], event["target"])
-    return (1, 0, event["onset_row"], event["target"])
+def _earlier_target_folders(out_dir: Path) -> list[str]:
+    """Return the target folders that an earlier run's summary.json in ``out_dir`` lists."""
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return []
+    targets = summary.get("targets") if isinstance(summary, dict) else None
+    if not isinstance(targets, list):
+        return []
+    folders = [t.get("folder") for t in targets if isinstance(t, dict)]
+    # Only names that target_folder could have made, so that no path leaves out_dir.
+    return [f for f in folders if isinstance(f, str) and f and target_folder(f) == f]
+
+
+def _onset_key(event: dict, timed: bool) -> tuple:
+    """Order events by onset: their time when ``timed``, else their row."""
+    time = pd.Timestamp(event["onset"]).value if timed else 0
+    return (time, event["onset_row"], event["target"])
 
 
 def _read_ahead(

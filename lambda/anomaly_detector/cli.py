@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     except DetectorError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
         print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
         return 2
     except BrokenPipeError:
@@ -383,7 +383,7 @@ def run_detect(args: argparse.Namespace) -> int:
         from .plots import write_figures
 
         write_figures(result.plot, result.events, config.target, args.out)
-    _print_detection(result.summary, result.events, args.out)
+    _print_detection(result.summary, result.events, args.out, _figures_text(args))
     return 0
 
 
@@ -413,7 +413,7 @@ def _run_detect_targets(args: argparse.Namespace, model_dirs: list[Path]) -> int
 
         for item in results:
             write_figures(item.result.plot, item.result.events, item.target, args.out / item.folder)
-    _print_targets(results, events, args.out)
+    _print_targets(results, events, args.out, _figures_text(args))
     return 0
 
 
@@ -560,7 +560,7 @@ class _ProgressBar:
             self.bar.stop()
 
 
-def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
+def _print_detection(summary: dict, events: list[dict], out: Path, figures: str) -> None:
     from rich.console import Console
 
     console = Console()
@@ -569,10 +569,12 @@ def _print_detection(summary: dict, events: list[dict], out: Path) -> None:
     console.print(_events_table(events))
     if len(events) > MAX_PRINTED_EVENTS:
         console.print(f"... and {len(events) - MAX_PRINTED_EVENTS} more in events.json")
-    console.print(f"results in {out}/ (scored.csv, events.json, summary.json, figures)")
+    console.print(
+        f"results in {out}/ (scored.csv, events.json, summary.json{figures})", markup=False
+    )
 
 
-def _print_targets(results: list, events: list[dict], out: Path) -> None:
+def _print_targets(results: list, events: list[dict], out: Path, figures: str) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -586,8 +588,13 @@ def _print_targets(results: list, events: list[dict], out: Path) -> None:
         console.print(f"... and {len(events) - MAX_PRINTED_EVENTS} more in events.json")
     console.print(
         f"results in {out}/: events.json and summary.json for all targets, and one folder "
-        "per target with its scored.csv, events.json, summary.json and figures"
+        f"per target with its scored.csv, events.json, summary.json{figures}",
+        markup=False,
     )
+
+
+def _figures_text(args: argparse.Namespace) -> str:
+    return "" if args.no_figures else " and figures"
 
 
 def _print_summary(console, summary: dict) -> None:

@@ -18,6 +18,8 @@ FIGURE_SIZE = (12, 4.5)
 
 def write_figures(plot: PlotData, events: list[dict], target: str, out_dir: Path) -> list[Path]:
     """Write the three PNG figures and return their paths."""
+    # A '$' in a column name would start matplotlib's math text.
+    target = target.replace("$", r"\$")
     rows = plot.frame()
     x, x_label = _x_axis(rows)
     paths = [
