@@ -33,7 +33,7 @@ def _machine(rows: int, seed: int, faults: bool) -> pd.DataFrame:
         pressure[PRESSURE_FAULT.start : PRESSURE_FAULT.stop] += 0.3
         temperature[TEMPERATURE_FAULT.start : TEMPERATURE_FAULT.stop] += 1.5
     times = pd.date_range("2026-01-05 08:00:00", periods=rows, freq="1s", tz="UTC")
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "time": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "speed": speed.round(2),
@@ -42,6 +42,11 @@ def _machine(rows: int, seed: int, faults: bool) -> pd.DataFrame:
             "pressure": pressure.round(5),
         }
     )
+    if faults:
+        frame["anomaly"] = 0
+        for fault in (PRESSURE_FAULT, TEMPERATURE_FAULT):
+            frame.loc[fault.start : fault.stop - 1, "anomaly"] = 1
+    return frame
 
 
 @pytest.fixture(scope="module")
@@ -319,3 +324,63 @@ def test_markup_and_math_characters_in_names(tmp_path, capsys):
 
     assert (out / "score.png").stat().st_size > 0
     assert f"results in {out}/" in capsys.readouterr().out
+
+
+def test_evaluate_folder_counts_rows_warned_of_by_any_target(machine, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+    single = ["evaluate", str(out / "pressure" / "scored.csv"), "--label-column", "anomaly"]
+    assert main([*single, "--events", str(out / "pressure" / "events.json")]) == 0
+    pressure_only = json.loads((out / "pressure" / "evaluation.json").read_text())
+
+    assert main(["evaluate", str(out), "--label-column", "anomaly"]) == 0
+
+    both = json.loads((out / "evaluation.json").read_text())
+    assert pressure_only["detected_labelled_events"] == 1
+    assert both["detected_labelled_events"] == 2
+    assert both["labelled_events"] == 2
+    # The union of the two targets' event rows, recounted from their events.json files.
+    flags = np.zeros(1000, dtype=bool)
+    for target in ("temperature", "pressure"):
+        for event in json.loads((out / target / "events.json").read_text()):
+            flags[event["onset_row"] : event["end_row"] + 1] = True
+    labels = pd.read_csv(machine["test"])["anomaly"].to_numpy() == 1
+    assert both["tp"] == int((flags & labels).sum())
+    assert both["fp"] == int((flags & ~labels).sum())
+    assert "written to" in capsys.readouterr().out
+
+
+def test_evaluate_folder_rejects_events_option(machine, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+    args = ["evaluate", str(out), "--label-column", "anomaly"]
+
+    assert main([*args, "--events", str(out / "events.json")]) == 2
+
+    assert "leave --events out" in capsys.readouterr().err
+
+
+def test_evaluate_folder_needs_a_run_over_several_targets(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--label-column", "anomaly"]) == 2
+
+    assert "without the summary.json of a detect run" in capsys.readouterr().err
+
+
+def test_evaluate_folder_rejects_folders_of_different_runs(machine, tmp_path, capsys):
+    out = tmp_path / "out"
+    models = (machine["temperature"], machine["pressure"])
+    assert _detect(machine["test"], out, *models) == 0
+    other = tmp_path / "other"
+    assert (
+        main(
+            ["detect", str(machine["test"]), "--rows", "0:900", "--no-figures", "--out", str(other)]
+            + [a for m in models for a in ("--model-dir", str(m))]
+        )
+        == 0
+    )
+    for name in ("scored.csv", "events.json"):
+        (out / "pressure" / name).write_bytes((other / "pressure" / name).read_bytes())
+
+    assert main(["evaluate", str(out), "--label-column", "anomaly"]) == 2
+
+    assert "holds other rows than" in capsys.readouterr().err

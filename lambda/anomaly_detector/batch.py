@@ -322,7 +322,7 @@ def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> No
     The results are those in ``out_dir``, in the target ``folders`` of this run, and in the
     target folders that an earlier run over several targets listed in its summary.json.
     """
-    earlier = [f for f in _earlier_target_folders(out_dir) if f not in folders]
+    earlier = [f for f in target_folders(out_dir) if f not in folders]
     folder_paths = [out_dir / folder for folder in (*folders, *earlier)]
     written = [
         directory / name
@@ -350,8 +350,8 @@ def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> No
             directory.rmdir()
 
 
-def _earlier_target_folders(out_dir: Path) -> list[str]:
-    """Return the target folders that an earlier run's summary.json in ``out_dir`` lists."""
+def target_folders(out_dir: Path) -> list[str]:
+    """Return the target folders that the summary.json of a run over several targets lists."""
     try:
         summary = json.loads((out_dir / "summary.json").read_text())
     except (OSError, ValueError):

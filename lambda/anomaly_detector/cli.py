@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -237,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         "print precision, recall, F1, false-alarm rate FAR = FP/(FP+TN), missed-alarm rate "
         "MAR = FN/(FN+TP) and event counts; write evaluation.json beside the input.",
     )
-    evaluate.add_argument("scored", type=Path, help="scored.csv written by detect")
+    evaluate.add_argument(
+        "scored",
+        type=Path,
+        help="scored.csv written by detect, or the --out folder of a detect run with several "
+        "--model-dir: its rows count as warned of when any target's event covers them",
+    )
     evaluate.add_argument(
         "--label-column",
         required=True,
@@ -675,6 +681,82 @@ def _is_row(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
 
 
+@dataclass
+class _Labelled:
+    """One scored.csv read for evaluate: labels and predictions per row."""
+
+    rows: np.ndarray
+    known: np.ndarray
+    truth: np.ndarray
+    scored: np.ndarray
+    positions: np.ndarray
+    predicted: np.ndarray
+
+
+def _labelled_rows(path: Path, label_column: str, events_path: Path | None) -> _Labelled:
+    """Read a scored.csv and flag its rows, by is_anomaly or by the events in events_path."""
+    from .evaluation import EventSpans, scoring_positions
+
+    try:
+        frame = pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError as error:
+        raise RequestError(f"{path} is empty. Give the scored.csv that detect wrote.") from error
+    for column in ("is_anomaly", label_column):
+        if column not in frame.columns:
+            raise RequestError(
+                f"{path} has no column {column!r}; columns found: {list(frame.columns)}."
+            )
+    labels = pd.to_numeric(frame[label_column], errors="coerce")
+    known = labels.notna().to_numpy()
+    if not known.any():
+        raise RequestError(f"Column {label_column!r} contains no numeric labels.")
+    anomalous = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
+    times = None
+    if "timestamp" in frame.columns:
+        # NOTE: scored.csv keeps times to the microsecond, so rows whose times differ only
+        # below that may be ordered here differently from the order detect scored them in.
+        times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
+        times = times.dt.tz_localize(None).to_numpy()
+    scored = np.ones(len(frame), dtype=bool)
+    if "status" in frame.columns:
+        scored = (frame["status"] == "scored").to_numpy()
+    positions = scoring_positions(times, len(frame))
+    row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
+    predicted = anomalous
+    if events_path is not None:
+        events = _read_events(events_path)
+        spans = EventSpans.of(events, row_numbers, positions)
+        _check_events(events, events_path, path, row_numbers, anomalous, scored, spans)
+        predicted = spans.flags(scored)
+    truth = labels.to_numpy() > 0.5
+    return _Labelled(row_numbers, known, truth, scored, positions, predicted)
+
+
+def _labelled_targets(out: Path, label_column: str) -> list[_Labelled]:
+    """Read every target's scored.csv and events.json of a detect run over several targets."""
+    from .batch import target_folders
+
+    folders = target_folders(out)
+    if not folders:
+        raise RequestError(
+            f"{out} is a folder without the summary.json of a detect run over several "
+            "targets. Give that run's --out folder or one scored.csv."
+        )
+    labelled = []
+    for folder in folders:
+        item = _labelled_rows(
+            out / folder / "scored.csv", label_column, out / folder / "events.json"
+        )
+        if labelled and not np.array_equal(item.rows, labelled[0].rows):
+            raise RequestError(
+                f"{out / folder / 'scored.csv'} holds other rows than "
+                f"{out / folders[0] / 'scored.csv'}; the folders come from different runs. "
+                "Run detect again with every --model-dir."
+            )
+        labelled.append(item)
+    return labelled
+
+
 def _check_events(
     events: list[dict],
     path: Path,
@@ -765,43 +847,23 @@ def _check_events(
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import EventSpans, evaluate, scoring_positions
+    from .evaluation import evaluate
 
-    try:
-        frame = pd.read_csv(args.scored, low_memory=False)
-    except pd.errors.EmptyDataError as error:
-        raise RequestError(
-            f"{args.scored} is empty. Give the scored.csv that detect wrote."
-        ) from error
-    for column in ("is_anomaly", args.label_column):
-        if column not in frame.columns:
-            raise RequestError(
-                f"{args.scored} has no column {column!r}; columns found: {list(frame.columns)}."
+    if args.scored.is_dir():
+        if args.events is not None:
+            raise ConfigurationError(
+                f"{args.scored} is a folder: its targets' events are read from their folders, "
+                "so leave --events out."
             )
-    labels = pd.to_numeric(frame[args.label_column], errors="coerce")
-    known = labels.notna().to_numpy()
-    if not known.any():
-        raise RequestError(f"Column {args.label_column!r} contains no numeric labels.")
-    anomalous = frame["is_anomaly"].astype(str).str.lower().isin(["true", "1", "1.0"]).to_numpy()
-    times = None
-    if "timestamp" in frame.columns:
-        # NOTE: scored.csv keeps times to the microsecond, so rows whose times differ only
-        # below that may be ordered here differently from the order detect scored them in.
-        times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
-        times = times.dt.tz_localize(None).to_numpy()
-    scored = np.ones(len(frame), dtype=bool)
-    if "status" in frame.columns:
-        scored = (frame["status"] == "scored").to_numpy()
-    positions = scoring_positions(times, len(frame))
-    if args.events is not None:
-        events = _read_events(args.events)
-        row_numbers = frame["row"].to_numpy() if "row" in frame.columns else np.arange(len(frame))
-        spans = EventSpans.of(events, row_numbers, positions)
-        _check_events(events, args.events, args.scored, row_numbers, anomalous, scored, spans)
-        predicted = spans.flags(scored)
+        labelled = _labelled_targets(args.scored, args.label_column)
+        out = args.scored / "evaluation.json"
     else:
-        predicted = anomalous
-    truth = labels.to_numpy() > 0.5
+        labelled = [_labelled_rows(args.scored, args.label_column, args.events)]
+        out = args.scored.parent / "evaluation.json"
+    first = labelled[0]
+    # A row is in a warning when any target's event covers it.
+    predicted = np.logical_or.reduce([item.predicted for item in labelled])
+    known, truth, scored, positions = first.known, first.truth, first.scored, first.positions
     result = evaluate(predicted[known], truth[known])
     # Runs, labelled and predicted, are counted in scoring order over the scored rows, so that
     # unsorted files and rows that could not be scored do not cut them.
@@ -827,7 +889,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"labelled events {result.labelled_events}, detected {result.detected_labelled_events}; "
         f"predicted runs {result.predicted_runs}, of which false {result.false_runs}"
     )
-    out = args.scored.parent / "evaluation.json"
     out.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     print(f"written to {out}")
     return 0
