@@ -161,9 +161,12 @@ def test_skab_rejects_missing_output_folder(tmp_path, capsys):
     assert f"--json: the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
 
 
-def _pump_run(path: Path, fault: slice) -> None:
-    """A SKAB-like experiment whose fault shows in the pressure only (rows ``fault``)."""
-    rows = 1150
+def _pump_run(path: Path, fault: slice, rows: int = 1150, drift: float = 0.0) -> None:
+    """A SKAB-like experiment with SKAB's eight channels.
+
+    The fault shows in the pressure only (rows ``fault``). ``drift`` adds a slow rise to
+    Accelerometer1RMS over the run, in multiples of its noise.
+    """
     rng = np.random.default_rng(5)
     current = 1.0 + 0.2 * np.sin(np.arange(rows) / 40) + rng.normal(0, 0.02, rows)
     pressure = 1.0 + rng.normal(0, 0.01, rows)
@@ -172,8 +175,13 @@ def _pump_run(path: Path, fault: slice) -> None:
     frame = pd.DataFrame(
         {
             "datetime": times.strftime("%Y-%m-%d %H:%M:%S"),
+            "Accelerometer1RMS": 0.2
+            + 0.001 * (rng.normal(0, 1, rows) + drift * np.arange(rows) / rows),
+            "Accelerometer2RMS": 0.27 + rng.normal(0, 0.001, rows),
             "Current": current,
             "Pressure": pressure,
+            "Temperature": 70 + rng.normal(0, 0.3, rows),
+            "Thermocouple": 27 + rng.normal(0, 0.05, rows),
             "Voltage": 230 + rng.normal(0, 0.5, rows),
             skab.FLOW: 30 + 5 * current + rng.normal(0, 0.1, rows),
             "anomaly": 0,
@@ -207,13 +215,19 @@ def test_skab_default_targets_find_a_pressure_fault_that_the_flow_misses(tmp_pat
         "Pressure": 1,
         "Current": 0,
         "Voltage": 0,
+        "Accelerometer1RMS": 0,
+        "Accelerometer2RMS": 0,
+        "Thermocouple": 0,
     }
     assert default["per_file"][0]["detected_labelled_events"] == 1
     # The event runs from its onset, up to 29 rows before the step, to about a window past
     # the step back: every labelled row and at most 60 others.
     assert default["fn"] == 0
     assert default["fp"] <= 60
-    assert "targets `Volume Flow RateRMS, Pressure, Current, Voltage`" in page.read_text()
+    assert (
+        "targets `Volume Flow RateRMS, Pressure, Current, Voltage, Accelerometer1RMS x4, "
+        "Accelerometer2RMS x8, Thermocouple x8`" in page.read_text()
+    )
 
 
 def test_skab_injected_faults_per_channel(tmp_path, capsys):
@@ -237,13 +251,18 @@ def test_skab_injected_faults_per_channel(tmp_path, capsys):
     injected = json.loads(out.read_text())["injected_faults"]
     assert injected["size_sd"] == 5
     channels = injected["per_channel"]
-    assert set(channels) == {"Current", "Pressure", "Voltage", skab.FLOW}
+    assert set(channels) == set(skab.BENCHMARK_TARGETS) | {"Temperature"}
     for counts in channels.values():
         # 300 shifted rows out of 750 scored rows in the one piece.
         assert counts["tp"] + counts["fn"] == 300
         assert counts["fp"] + counts["tn"] == 450
-    # Every channel here is a target, so its own detector warns of the whole step.
-    assert all(counts["mar"] == 0 for counts in channels.values())
+    # A step of 5 noise sd in a target with factor 1 meets its own detector in full. Factors
+    # of 4 and 8 raise the thresholds of the vibration and thermocouple detectors above it,
+    # and Temperature is no target.
+    for channel in ("Current", "Pressure", "Voltage", skab.FLOW):
+        assert channels[channel]["mar"] == 0
+    for channel in ("Accelerometer2RMS", "Thermocouple", "Temperature"):
+        assert channels[channel]["mar"] == 1
     assert "## Injected faults" in page.read_text()
     assert "step of 5 sd in Pressure" in capsys.readouterr().out
 
@@ -254,3 +273,61 @@ def test_skab_injected_faults_need_a_positive_size(tmp_path, capsys, size):
         skab.main([str(tmp_path), "--injected-faults", size])
 
     assert "expected a positive number" in capsys.readouterr().err
+
+
+def test_skab_threshold_factor_applies_to_its_target(tmp_path):
+    (tmp_path / "other").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
+    out = tmp_path / "r.json"
+    args = [str(tmp_path), "--json", str(out), "--markdown", str(tmp_path / "r.md")]
+
+    code = skab.main([*args, "--target", "Pressure", "--threshold-factor", "Pressure=1000"])
+
+    assert code == 0
+    result = json.loads(out.read_text())
+    # A threshold 1,000 times the calibrated one: the step of 20 noise sd goes unseen.
+    assert result["per_file"][0]["events_by_target"] == {"Pressure": 0}
+    assert result["mar"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--threshold-factor", "Pressure=2"], "needs --target"),
+        (["--target", "Current", "--threshold-factor", "Pressure=2"], "Pressure, which is no"),
+        (["--target", "Pressure", "--threshold-factor", "Pressure=0"], "positive number"),
+        (["--target", "Pressure", "--threshold-factor", "2"], "expected COLUMN=FACTOR"),
+    ],
+)
+def test_skab_threshold_factor_errors(tmp_path, capsys, options, message):
+    with pytest.raises(SystemExit):
+        skab.main([str(tmp_path), *options])
+
+    assert message in capsys.readouterr().err
+
+
+def test_skab_choose_factors_raises_drifting_channels(tmp_path, capsys):
+    (tmp_path / "anomaly-free").mkdir()
+    run = tmp_path / "anomaly-free" / "run.csv"
+    # Accelerometer1RMS rises by 40 noise sd over the run; no other channel drifts.
+    _pump_run(run, slice(0, 0), rows=2300, drift=40)
+    frame = pd.read_csv(run, sep=";").drop(columns=["anomaly", "changepoint"])
+    frame.to_csv(run, sep=";", index=False)
+
+    assert skab.main([str(tmp_path), "--choose-factors"]) == 0
+
+    printed = dict(
+        line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:] if line.strip()
+    )
+    assert printed["Pressure"] == "1"
+    assert printed["Current"] == "1"
+    assert float(printed["Accelerometer1RMS"]) > 1
+
+
+def test_skab_choose_factors_needs_unlabelled_files(tmp_path, capsys):
+    (tmp_path / "valve1").mkdir()
+    _pump_run(tmp_path / "valve1" / "1.csv", slice(700, 900))
+
+    assert skab.main([str(tmp_path), "--choose-factors"]) == 2
+
+    assert "no unlabelled files" in capsys.readouterr().err
