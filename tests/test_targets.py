@@ -384,3 +384,26 @@ def test_evaluate_folder_rejects_folders_of_different_runs(machine, tmp_path, ca
     assert main(["evaluate", str(out), "--label-column", "anomaly"]) == 2
 
     assert "holds other rows than" in capsys.readouterr().err
+
+
+def test_overlapping_events_name_the_other_targets(machine, tmp_path):
+    frame = _machine(1000, seed=2, faults=True)
+    # A third fault moves both measurements at once.
+    frame.loc[880:959, "temperature"] += 2.0
+    frame.loc[880:959, "pressure"] -= 0.4
+    data = tmp_path / "both.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "out"
+
+    assert _detect(data, out, machine["temperature"], machine["pressure"]) == 0
+
+    events = json.loads((out / "events.json").read_text())
+    assert [e["target"] for e in events] == ["pressure", "temperature", "pressure", "temperature"]
+    assert events[0]["other_targets"] == []
+    assert events[1]["other_targets"] == []
+    last_pressure, last_temperature = events[2], events[3]
+    assert last_pressure["other_targets"] == [
+        {"target": "temperature", "target_deviation": last_temperature["target_deviation"]}
+    ]
+    assert last_temperature["other_targets"][0]["target"] == "pressure"
+    assert last_temperature["other_targets"][0]["target_deviation"] < -5

@@ -306,6 +306,7 @@ def detect_targets(
     events = [{"target": r.target, **event} for r in results for event in r.result.events]
     # By time when every event has one; a model without timestamps numbers rows only.
     timed = all(isinstance(event["onset"], str) for event in events)
+    _add_other_targets(events, timed)
     events.sort(key=lambda e: _onset_key(e, timed))
     summary = {
         "events": len(events),
@@ -314,6 +315,46 @@ def detect_targets(
     (out_dir / "events.json").write_text(json.dumps(events, indent=2) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return results, events
+
+
+def _add_other_targets(events: list[dict], timed: bool) -> None:
+    """Give each event ``other_targets``: the targets whose events overlap it in time.
+
+    Each entry names a target and the largest ``target_deviation`` (by size) of its events
+    that overlap, so that an operator sees which measurements deviate together and how far.
+    Spans run from onset to end, by time when ``timed``, else by row.
+    """
+
+    def span(event: dict) -> tuple[int, int]:
+        if timed:
+            return pd.Timestamp(event["onset"]).value, pd.Timestamp(event["end"]).value
+        return event["onset_row"], event["end_row"]
+
+    by_target: dict[str, list[dict]] = {}
+    for event in events:
+        by_target.setdefault(event["target"], []).append(event)
+    # A target's events follow one another in scoring order without overlapping, so those
+    # that overlap a given span are one run of them, found by binary search.
+    spans = {
+        target: np.array([span(e) for e in own], dtype=np.int64).reshape(-1, 2)
+        for target, own in by_target.items()
+    }
+    for event in events:
+        start, end = span(event)
+        others = []
+        for target, own in by_target.items():
+            if target == event["target"]:
+                continue
+            first = int(np.searchsorted(spans[target][:, 1], start, side="left"))
+            last = int(np.searchsorted(spans[target][:, 0], end, side="right"))
+            if first >= last:
+                continue
+            deviations = [
+                e["target_deviation"] for e in own[first:last] if e["target_deviation"] is not None
+            ]
+            largest = max(deviations, key=abs) if deviations else None
+            others.append({"target": target, "target_deviation": largest})
+        event["other_targets"] = others
 
 
 def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> None:

@@ -644,7 +644,10 @@ def _target_text(event: dict) -> str:
     """Say where the target lay against its prediction, in units of the normal error."""
     ratio = event.get("target_deviation")
     text = event["direction"] if ratio is None else f"{event['direction']}, {abs(ratio):.1f}x error"
-    return f"{event['target']} {text}" if "target" in event else text
+    if "target" not in event:
+        return text
+    others = ", ".join(other["target"] for other in event.get("other_targets", []))
+    return f"{event['target']} {text}" + (f"; also {others}" if others else "")
 
 
 ROW_KEYS = ("start_row", "end_row")
