@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly_detector.batch import target_folder
+from anomaly_detector.batch import _add_other_targets, target_folder
 from anomaly_detector.cli import main
 
 PRESSURE_FAULT = range(300, 450)
@@ -407,3 +407,41 @@ def test_overlapping_events_name_the_other_targets(machine, tmp_path):
     ]
     assert last_temperature["other_targets"][0]["target"] == "pressure"
     assert last_temperature["other_targets"][0]["target_deviation"] < -5
+
+
+def _event(target: str, onset: int, end: int, deviation: float | None) -> dict:
+    return {
+        "target": target,
+        "onset": onset,
+        "onset_row": onset,
+        "end": end,
+        "end_row": end,
+        "target_deviation": deviation,
+    }
+
+
+def test_other_targets_by_rows_with_onset_before_previous_end():
+    # The second event of "a" begins (its onset) before the first one ends.
+    events = [
+        _event("a", 0, 10, 3.0),
+        _event("a", 8, 30, -5.0),
+        _event("b", 25, 40, 2.0),
+        _event("b", 100, 110, None),
+    ]
+
+    _add_other_targets(events, timed=False)
+
+    assert [e["other_targets"] for e in events] == [
+        [],
+        [{"target": "b", "target_deviation": 2.0}],
+        [{"target": "a", "target_deviation": -5.0}],
+        [],
+    ]
+
+
+def test_other_targets_unclaimed_when_rows_are_out_of_order():
+    events = [_event("a", 50, 60, 1.0), _event("a", 5, 9, 1.0), _event("b", 0, 100, 1.0)]
+
+    _add_other_targets(events, timed=False)
+
+    assert all(e["other_targets"] is None for e in events)

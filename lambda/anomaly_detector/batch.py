@@ -333,12 +333,19 @@ def _add_other_targets(events: list[dict], timed: bool) -> None:
     by_target: dict[str, list[dict]] = {}
     for event in events:
         by_target.setdefault(event["target"], []).append(event)
-    # A target's events follow one another in scoring order without overlapping, so those
-    # that overlap a given span are one run of them, found by binary search.
+    # In scoring order a target's onsets rise and so do its ends (an onset may precede the
+    # previous event's end), so the events overlapping a span are one run of them.
     spans = {
         target: np.array([span(e) for e in own], dtype=np.int64).reshape(-1, 2)
         for target, own in by_target.items()
     }
+    ordered = all(np.all(np.diff(s, axis=0) >= 0) for s in spans.values())
+    if not ordered:
+        # NOTE: only when a model without timestamps meets one that scored an unsorted file
+        # by time. Rows then do not say which events overlap, so none is claimed.
+        for event in events:
+            event["other_targets"] = None
+        return
     for event in events:
         start, end = span(event)
         others = []

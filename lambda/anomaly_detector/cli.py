@@ -646,7 +646,7 @@ def _target_text(event: dict) -> str:
     text = event["direction"] if ratio is None else f"{event['direction']}, {abs(ratio):.1f}x error"
     if "target" not in event:
         return text
-    others = ", ".join(other["target"] for other in event.get("other_targets", []))
+    others = ", ".join(other["target"] for other in event.get("other_targets") or [])
     return f"{event['target']} {text}" + (f"; also {others}" if others else "")
 
 
