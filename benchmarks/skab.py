@@ -71,7 +71,7 @@ from anomaly_detector.batch import (
     read_table,
     target_folder,
 )
-from anomaly_detector.errors import DetectorError
+from anomaly_detector.errors import DetectorError, RequestError
 from anomaly_detector.evaluation import (
     ChangepointCounts,
     count_changepoints,
@@ -114,7 +114,13 @@ def experiment_files(root: Path) -> list[Path]:
     """Return the CSV files under root that carry the label column, in a stable order."""
     files = []
     for path in sorted(root.rglob("*.csv"), key=_natural_key):
-        header = path.open(encoding="utf-8-sig").readline()
+        try:
+            with path.open(encoding="utf-8-sig") as lines:
+                header = lines.readline()
+        except UnicodeDecodeError as error:
+            raise RequestError(
+                f"{path} is not UTF-8 text; SKAB files are. Remove it from {root}."
+            ) from error
         if LABEL in [name.strip() for name in header.replace(",", ";").split(";")]:
             files.append(path)
     return files
@@ -182,6 +188,10 @@ def choose_factors(path: Path, workdir: Path, settings: dict) -> dict[str, float
     FACTOR_LADDER. None means that every factor raised an event.
     """
     pieces = normal_pieces(path)
+    if not pieces:
+        raise RequestError(
+            f"{path} has fewer than {PIECE_ROWS:,} rows, the length of one piece of normal run."
+        )
     channels = _channels(pieces[0][1])
     chosen: dict[str, float | None] = {}
     for channel in channels:
@@ -488,10 +498,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threshold-factor needs --target for each column it names")
     else:
         targets = {FLOW: 1.0} if args.product_defaults else BENCHMARK_TARGETS
+    try:
+        files = experiment_files(args.root)
+        unlabelled = normal_files(args.root)
+    except DetectorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.choose_factors:
         return print_chosen_factors(args.root, settings)
-
-    files = experiment_files(args.root)
+    for option, wanted in (
+        ("--normal-runs", args.normal_runs),
+        ("--injected-faults", args.injected_faults is not None),
+    ):
+        if wanted and not any(normal_pieces(path) for path in unlabelled):
+            print(
+                f"error: {option} needs an unlabelled file of at least {PIECE_ROWS:,} rows "
+                f"under {args.root}, such as SKAB's anomaly-free.csv",
+                file=sys.stderr,
+            )
+            return 2
     if not files:
         print(f"error: no labelled SKAB files under {args.root}", file=sys.stderr)
         return 2

@@ -615,3 +615,40 @@ def test_evaluate_rejects_event_on_unscored_row(tmp_path, capsys):
 
     assert code == 2
     assert "names start_row 2, which is not a scored row" in capsys.readouterr().err
+
+
+def test_threshold_keeps_precision_in_small_units(tmp_path):
+    frame = _machine(300, seed=4)
+    frame["temperature"] *= 1e-6  # a target measured in small units
+    options = {"target": "temperature", "inputs": ["speed", "load"]}
+
+    plain = train(frame.copy(), model_dir=tmp_path / "a", **options)
+    doubled = train(frame.copy(), model_dir=tmp_path / "b", threshold_factor=2, **options)
+
+    assert 0 < plain.validation_rmse < 1e-6
+    assert plain.threshold == pytest.approx(2 * plain.validation_rmse, rel=1e-5)
+    assert doubled.threshold == pytest.approx(2 * plain.threshold, rel=1e-5)
+
+
+@pytest.mark.parametrize("factor", [1e308, 1e-305])
+def test_train_rejects_factor_that_leaves_the_threshold_range(tmp_path, factor):
+    with pytest.raises(ConfigurationError, match="Choose a factor nearer 1"):
+        train(
+            _machine(300, seed=4),
+            target="temperature",
+            inputs=["speed", "load"],
+            model_dir=tmp_path,
+            threshold_factor=factor,
+        )
+
+
+def test_detect_rejects_threshold_near_the_float_limit(tmp_path, capsys):
+    data = tmp_path / "train.csv"
+    _machine(300, seed=9).to_csv(data, index=False)
+    model = tmp_path / "m"
+    assert main(["train", str(data), "--target", "temperature", "--model-dir", str(model)]) == 0
+    args = ["detect", str(data), "--model-dir", str(model), "--out", str(tmp_path / "o")]
+
+    assert main([*args, "--threshold", "1e308"]) == 2
+
+    assert "The threshold must be below 1e+300" in capsys.readouterr().err

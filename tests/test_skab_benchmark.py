@@ -331,3 +331,38 @@ def test_skab_choose_factors_needs_unlabelled_files(tmp_path, capsys):
     assert skab.main([str(tmp_path), "--choose-factors"]) == 2
 
     assert "no unlabelled files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--normal-runs"], ["--injected-faults", "3"]])
+def test_skab_normal_options_need_a_long_unlabelled_file(tmp_path, capsys, option):
+    (tmp_path / "other").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
+    (tmp_path / "anomaly-free").mkdir()
+    short = tmp_path / "anomaly-free" / "short.csv"
+    _pump_run(short, slice(0, 0), rows=1000)
+    pd.read_csv(short, sep=";").drop(columns=["anomaly"]).to_csv(short, sep=";", index=False)
+
+    code = skab.main([str(tmp_path), "--markdown", str(tmp_path / "r.md"), *option])
+
+    assert code == 2
+    assert "needs an unlabelled file of at least 1,150 rows" in capsys.readouterr().err
+
+
+def test_skab_choose_factors_rejects_a_short_normal_run(tmp_path, capsys):
+    (tmp_path / "anomaly-free").mkdir()
+    run = tmp_path / "anomaly-free" / "run.csv"
+    _pump_run(run, slice(0, 0), rows=1000)
+    pd.read_csv(run, sep=";").drop(columns=["anomaly"]).to_csv(run, sep=";", index=False)
+
+    assert skab.main([str(tmp_path), "--choose-factors"]) == 2
+
+    assert "fewer than 1,150 rows" in capsys.readouterr().err
+
+
+def test_skab_rejects_a_file_that_is_not_utf8(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "1.csv").write_bytes(b"datetime;Pressure\n\xff\xfe\x00\n")
+
+    assert skab.main([str(tmp_path)]) == 2
+
+    assert "is not UTF-8 text" in capsys.readouterr().err

@@ -238,7 +238,7 @@ def test_folder_names_that_differ_in_case_are_an_error(tmp_path, capsys):
     assert "not only in case or punctuation" in capsys.readouterr().err
 
 
-def test_failed_run_leaves_no_earlier_results(machine, tmp_path):
+def test_failed_run_leaves_no_earlier_results(machine, tmp_path, capsys):
     out = tmp_path / "out"
     assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
     # The same rows without the pressure column: the temperature model still runs, the
@@ -249,9 +249,15 @@ def test_failed_run_leaves_no_earlier_results(machine, tmp_path):
     assert _detect(broken, out, machine["temperature"], machine["pressure"]) == 2
 
     assert not (out / "events.json").exists()
-    assert not (out / "summary.json").exists()
     assert not (out / "pressure" / "scored.csv").exists()
     assert not (out / "pressure" / "events.json").exists()
+    # summary.json names the unfinished run's folders, so evaluate refuses them and the
+    # next run removes them.
+    assert json.loads((out / "summary.json").read_text())["complete"] is False
+    assert main(["evaluate", str(out), "--label-column", "anomaly"]) == 2
+    assert "did not finish" in capsys.readouterr().err
+    assert _detect(machine["test"], out, machine["pressure"]) == 0
+    assert not (out / "temperature").exists()
 
 
 def test_single_run_removes_earlier_target_folders(machine, tmp_path):
@@ -445,3 +451,45 @@ def test_other_targets_unclaimed_when_rows_are_out_of_order():
     _add_other_targets(events, timed=False)
 
     assert all(e["other_targets"] is None for e in events)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"folder": "../x"}, {"folder": "/tmp"}, {"folder": 5}, None, ["pressure"], {"target": "a"}],
+)
+def test_evaluate_folder_rejects_edited_summary(machine, tmp_path, capsys, entry):
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    summary["targets"].append(entry)
+    (out / "summary.json").write_text(json.dumps(summary))
+
+    assert main(["evaluate", str(out), "--label-column", "anomaly"]) == 2
+
+    assert "Entry 2 of 'targets'" in capsys.readouterr().err
+
+
+def test_earlier_folder_that_is_a_link_is_left_alone(machine, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "scored.csv").write_text("keep me")
+    out = tmp_path / "out"
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
+    (out / "link").symlink_to(outside, target_is_directory=True)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["targets"].append({"target": "link", "folder": "link"})
+    (out / "summary.json").write_text(json.dumps(summary))
+
+    assert _detect(machine["test"], out, machine["pressure"]) == 0
+
+    assert (outside / "scored.csv").read_text() == "keep me"
+
+
+def test_target_folder_that_is_a_link_is_an_error(machine, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pressure").symlink_to(tmp_path, target_is_directory=True)
+
+    assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 2
+
+    assert "is a symbolic link" in capsys.readouterr().err

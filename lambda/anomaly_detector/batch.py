@@ -299,6 +299,13 @@ def detect_targets(
             "so that the names differ in letters or digits, not only in case or punctuation."
         )
     _clear_outputs(path, out_dir, folders)
+    # Until the run ends, summary.json lists the folders it writes, so that the next run
+    # removes them even if this one fails.
+    pending = {
+        "complete": False,
+        "targets": [{"target": t, "folder": f} for t, f in zip(targets, folders, strict=True)],
+    }
+    (out_dir / "summary.json").write_text(json.dumps(pending, indent=2) + "\n")
     results = []
     for (config, predictor), folder in zip(models, folders, strict=True):
         result = detect_file(path, config, predictor, out_dir / folder, rows, chunk_rows, on_chunk)
@@ -309,6 +316,7 @@ def detect_targets(
     _add_other_targets(events, timed)
     events.sort(key=lambda e: _onset_key(e, timed))
     summary = {
+        "complete": True,
         "events": len(events),
         "targets": [{"target": r.target, "folder": r.folder, **r.result.summary} for r in results],
     }
@@ -370,11 +378,18 @@ def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> No
     The results are those in ``out_dir``, in the target ``folders`` of this run, and in the
     target folders that an earlier run over several targets listed in its summary.json.
     """
-    earlier = [f for f in target_folders(out_dir) if f not in folders]
-    folder_paths = [out_dir / folder for folder in (*folders, *earlier)]
+    current = [out_dir / folder for folder in folders]
+    # An earlier target folder that is now a link or a file is not detect's own: leave it.
+    earlier = [
+        out_dir / folder
+        for folder in target_folders(out_dir)
+        if folder not in folders
+        and (out_dir / folder).is_dir()
+        and not (out_dir / folder).is_symlink()
+    ]
     written = [
         directory / name
-        for directory in (out_dir, *folder_paths)
+        for directory in (out_dir, *current, *earlier)
         for name in (*OUTPUT_FILES, "scored.csv" + PARTIAL_SUFFIX)
     ]
     if any(path.resolve() == output.resolve() for output in written):
@@ -384,7 +399,12 @@ def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> No
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise RequestError(f"--out {out_dir} is a file, not a folder. Give a folder for results.")
-    for directory in folder_paths:
+    for directory in current:
+        if directory.is_symlink():
+            raise RequestError(
+                f"{directory} is a symbolic link; detect writes a target's results only into "
+                "a real folder. Remove the link or give another --out folder."
+            )
         if directory.exists() and not directory.is_dir():
             raise RequestError(
                 f"{directory} is a file, but a target's results go to that folder. Move the "
@@ -393,13 +413,18 @@ def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> No
     out_dir.mkdir(parents=True, exist_ok=True)
     for output in written:
         output.unlink(missing_ok=True)
-    for directory in folder_paths[len(folders) :]:
+    for directory in earlier:
         with contextlib.suppress(OSError):  # the folder holds other files: keep it
             directory.rmdir()
 
 
-def target_folders(out_dir: Path) -> list[str]:
-    """Return the target folders that the summary.json of a run over several targets lists."""
+def target_folders(out_dir: Path, strict: bool = False) -> list[str]:
+    """Return the target folders that the summary.json of a run over several targets lists.
+
+    Only names that :func:`target_folder` could have made count, so that no path leaves
+    ``out_dir``. With ``strict``, a summary.json of an unfinished run or with any other entry
+    is an error; otherwise such entries are passed over.
+    """
     try:
         summary = json.loads((out_dir / "summary.json").read_text())
     except (OSError, ValueError):
@@ -407,9 +432,23 @@ def target_folders(out_dir: Path) -> list[str]:
     targets = summary.get("targets") if isinstance(summary, dict) else None
     if not isinstance(targets, list):
         return []
-    folders = [t.get("folder") for t in targets if isinstance(t, dict)]
-    # Only names that target_folder could have made, so that no path leaves out_dir.
-    return [f for f in folders if isinstance(f, str) and f and target_folder(f) == f]
+    if strict and summary.get("complete") is not True:
+        raise RequestError(
+            f"{out_dir / 'summary.json'} is from a detect run that did not finish. Run detect "
+            "again with every --model-dir."
+        )
+    folders = []
+    for number, entry in enumerate(targets):
+        folder = entry.get("folder") if isinstance(entry, dict) else None
+        if isinstance(folder, str) and folder and target_folder(folder) == folder:
+            folders.append(folder)
+        elif strict:
+            raise RequestError(
+                f"Entry {number} of 'targets' in {out_dir / 'summary.json'} names no target "
+                f"folder inside {out_dir}: {json.dumps(entry)[:200]}. Run detect again "
+                "instead of editing summary.json."
+            )
+    return folders
 
 
 def _onset_key(event: dict, timed: bool) -> tuple:

@@ -688,6 +688,7 @@ def _is_row(value: object) -> bool:
 class _Labelled:
     """One scored.csv read for evaluate: labels and predictions per row."""
 
+    name: str
     rows: np.ndarray
     known: np.ndarray
     truth: np.ndarray
@@ -732,14 +733,14 @@ def _labelled_rows(path: Path, label_column: str, events_path: Path | None) -> _
         _check_events(events, events_path, path, row_numbers, anomalous, scored, spans)
         predicted = spans.flags(scored)
     truth = labels.to_numpy() > 0.5
-    return _Labelled(row_numbers, known, truth, scored, positions, predicted)
+    return _Labelled(path.parent.name, row_numbers, known, truth, scored, positions, predicted)
 
 
 def _labelled_targets(out: Path, label_column: str) -> list[_Labelled]:
     """Read every target's scored.csv and events.json of a detect run over several targets."""
     from .batch import target_folders
 
-    folders = target_folders(out)
+    folders = target_folders(out, strict=True)
     if not folders:
         raise RequestError(
             f"{out} is a folder without the summary.json of a detect run over several "
@@ -859,14 +860,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 "so leave --events out."
             )
         labelled = _labelled_targets(args.scored, args.label_column)
+        print(f"any of {len(labelled)} targets: {', '.join(item.name for item in labelled)}")
         out = args.scored / "evaluation.json"
     else:
         labelled = [_labelled_rows(args.scored, args.label_column, args.events)]
         out = args.scored.parent / "evaluation.json"
     first = labelled[0]
-    # A row is in a warning when any target's event covers it.
+    # A row is in a warning when any target's event covers it, and scored when any target
+    # scored it.
     predicted = np.logical_or.reduce([item.predicted for item in labelled])
-    known, truth, scored, positions = first.known, first.truth, first.scored, first.positions
+    scored = np.logical_or.reduce([item.scored for item in labelled])
+    known, truth, positions = first.known, first.truth, first.positions
     result = evaluate(predicted[known], truth[known])
     # Runs, labelled and predicted, are counted in scoring order over the scored rows, so that
     # unsorted files and rows that could not be scored do not cut them.

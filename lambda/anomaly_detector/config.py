@@ -19,6 +19,9 @@ import pandas as pd
 
 from .errors import ConfigurationError
 
+# Largest threshold accepted: far above any score, and still safe to plot.
+MAX_THRESHOLD = 1e300
+
 DEFAULT_WINDOW = "5"
 DEFAULT_MIN_DURATION = "1"
 DEFAULT_MAX_REQUEST_BYTES = 5_500_000
@@ -118,6 +121,12 @@ class ScoringConfig:
             )
         if self.threshold <= 0:
             raise ConfigurationError(f"The threshold must be greater than 0, got {self.threshold}.")
+        if self.threshold >= MAX_THRESHOLD:
+            # Scores are means of residuals; a threshold near the float limit overflows the
+            # histogram's bins and says nothing a smaller one would not.
+            raise ConfigurationError(
+                f"The threshold must be below {MAX_THRESHOLD:g}, got {self.threshold:g}."
+            )
 
         # check: time spans need timestamps
         for name, span in (("window", self.window), ("min_duration", self.min_duration)):

@@ -34,7 +34,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .config import DEFAULT_MIN_DURATION, DEFAULT_WINDOW, ScoringConfig, Span
+from .config import (
+    DEFAULT_MIN_DURATION,
+    DEFAULT_WINDOW,
+    MAX_THRESHOLD,
+    ScoringConfig,
+    Span,
+)
 from .errors import ConfigurationError, RequestError
 from .prepare import numbered, resolve_columns, to_numbers
 from .scoring import Scorer
@@ -48,6 +54,8 @@ MIN_TRAINING_ROWS = 50
 # Threshold = this many times the validation RMSE, the product's default.
 THRESHOLD_RMSE_FACTOR = 2.0
 THRESHOLD_METHODS = ("rmse", "calibrated", "extreme")
+# Smallest threshold a card may hold after --threshold-factor; MAX_THRESHOLD bounds it above.
+MIN_THRESHOLD = 1e-300
 # For threshold_method "extreme": the chance that one block of normal rows (a fold's length)
 # exceeds the threshold, read from a Gumbel fit to the blocks' highest scores.
 BLOCK_EXCEEDANCE = 0.01
@@ -336,6 +344,11 @@ def train(
         calibration["folds"] = cv_folds
         booster = _fit(x_all, y)
     threshold *= threshold_factor
+    if not (math.isfinite(threshold) and MIN_THRESHOLD < threshold < MAX_THRESHOLD):
+        raise ConfigurationError(
+            f"--threshold-factor {threshold_factor:g} gives a threshold of {threshold:g}, "
+            f"outside {MIN_THRESHOLD:g} to {MAX_THRESHOLD:g}. Choose a factor nearer 1."
+        )
     if calibration is not None:
         calibration["threshold_over_cv_rmse"] = round(threshold / calibration["cv_rmse"], 4)
 
@@ -345,9 +358,9 @@ def train(
     card = ModelCard(
         target=target,
         inputs=list(inputs),
-        validation_rmse=round(rmse, 6),
-        validation_mae=round(mae, 6),
-        threshold=round(threshold, 6),
+        validation_rmse=_significant(rmse),
+        validation_mae=_significant(mae),
+        threshold=_significant(threshold),
         timestamp_column=timestamp_column,
         window=window,
         min_duration=min_duration,
@@ -398,6 +411,11 @@ def out_of_time_residuals(x: np.ndarray, y: np.ndarray, folds: int) -> np.ndarra
     return residuals
 
 
+def _significant(value: float) -> float:
+    """Round to 6 significant digits, so that small units keep their precision."""
+    return float(f"{value:.6g}")
+
+
 def calibrated_threshold(
     residuals: np.ndarray, window: Span, times: pd.Series | None, blocks: int | None = None
 ) -> tuple[float, dict]:
@@ -417,7 +435,7 @@ def calibrated_threshold(
         target="target",
         inputs=("input",),
         # Only the scores are used: a threshold no score reaches spares finding events.
-        threshold=float(np.finfo(np.float64).max),
+        threshold=MAX_THRESHOLD / 2,
         timestamp_column="time" if times is not None else None,
         window=window,
     )
@@ -452,14 +470,14 @@ def calibrated_threshold(
         level, location, scale = gumbel_level(maxima, BLOCK_EXCEEDANCE)
         threshold = max(threshold, level)
         details = {
-            "block_maxima": [round(m, 6) for m in maxima],
+            "block_maxima": [_significant(m) for m in maxima],
             "block_rows": int(len(scores) // blocks),
-            "gumbel_location": round(location, 6),
-            "gumbel_scale": round(scale, 6),
+            "gumbel_location": _significant(location),
+            "gumbel_scale": _significant(scale),
             "block_exceedance": BLOCK_EXCEEDANCE,
         }
     return threshold, {
-        "cv_rmse": round(rmse, 6),
+        "cv_rmse": _significant(rmse),
         "window": str(window),
         "scored_rows": int(len(scores)),
         "threshold_over_cv_rmse": round(threshold / rmse, 4),
