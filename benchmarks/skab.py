@@ -17,10 +17,11 @@ duration were fixed before looking at any label. The threshold method was chosen
 ``calibrated`` and ``extreme`` for its lower FAR on pieces of the unlabelled normal run
 (``--normal-runs``); both pass the valve1 goal, and benchmarks/README.md gives both results.
 
-- Targets: the flow rate, the rig's characteristic measurement, and six more channels, each
-  with the smallest ``train --threshold-factor`` of 1, 2, 4, 8 or 16 whose detector raises no
-  event on the unlabelled normal run (``--choose-factors`` prints them): pressure, motor
-  current and voltage at 1, Accelerometer1RMS at 4, Accelerometer2RMS and Thermocouple at 8.
+- Targets: the flow rate, the rig's characteristic measurement, and six more channels. Each
+  gets a ``train --threshold-factor`` from the unlabelled normal run (``--choose-factors``
+  prints it): 1 when its detector raises no event there, else twice the smallest factor of
+  1, 2, 4, 8 or 16 that raises none. So pressure, motor current and voltage get 1,
+  Accelerometer1RMS 8 (quiet from 4), Accelerometer2RMS and Thermocouple 16 (quiet from 8).
   Temperature also stays quiet at 1, but it is no target: on valve1 it rises during a closure
   and stays high for minutes after it, so that choice used valve1's labels. Each model
   predicts its target from all the other channels.
@@ -92,17 +93,19 @@ CHANGEPOINT = "changepoint"
 NOT_INPUTS = ["anomaly", "changepoint"]
 FLOW = "Volume Flow RateRMS"
 # Each target with its threshold factor. The flow rate is the rig's characteristic measurement.
-# Every other channel is a target too, with the smallest factor of FACTOR_LADDER whose detector
-# raises no event on the normal run (--choose-factors). Temperature passes at 1 but is left
-# out, because it lags a valve closure and stays high for minutes after it.
+# Every other channel is a target too. Its factor comes from the normal run (--choose-factors):
+# 1 when its detector raises no event there, else twice the smallest factor of FACTOR_LADDER
+# that raises none, because drift that needed a factor may grow past it in a longer run.
+# Temperature stays quiet at 1 but is left out, because it lags a valve closure and stays
+# high for minutes after it.
 BENCHMARK_TARGETS = {
     FLOW: 1.0,
     "Pressure": 1.0,
     "Current": 1.0,
     "Voltage": 1.0,
-    "Accelerometer1RMS": 4.0,
-    "Accelerometer2RMS": 8.0,
-    "Thermocouple": 8.0,
+    "Accelerometer1RMS": 8.0,
+    "Accelerometer2RMS": 16.0,
+    "Thermocouple": 16.0,
 }
 FACTOR_LADDER = (1.0, 2.0, 4.0, 8.0, 16.0)
 MARKDOWN_DEFAULT = Path(__file__).with_name("SKAB_RESULTS.md")
@@ -238,11 +241,24 @@ def print_chosen_factors(root: Path, settings: dict) -> int:
         except DetectorError as error:
             print(f"error: {path}: {error}", file=sys.stderr)
             return 2
-        print(f"{'/'.join(path.parts[-2:])}: smallest factor without an event")
+        print(f"{'/'.join(path.parts[-2:])}: smallest factor without an event, and the factor")
+        print("with a margin (1 stays 1, any other is doubled)")
         for channel, factor in chosen.items():
-            text = "none of the ladder" if factor is None else f"{factor:g}"
-            print(f"  {channel:<22} {text}")
+            if factor is None:
+                print(f"  {channel:<22} none of the ladder")
+            else:
+                print(f"  {channel:<22} {factor:<4g} {with_margin(factor):g}")
     return 0
+
+
+def with_margin(factor: float) -> float:
+    """Return the factor a target gets: 1 stays 1, any other doubles.
+
+    A channel that needed a factor drifts, and another file may drift further. Chosen on
+    half of SKAB's normal run, the factor of Accelerometer2RMS or Thermocouple raised events
+    on the other half in three of four splits, and doubled in two (benchmarks/README.md).
+    """
+    return factor if factor == 1 else 2 * factor
 
 
 def _channels(frame: pd.DataFrame) -> list[str]:

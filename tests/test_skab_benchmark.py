@@ -225,8 +225,8 @@ def test_skab_default_targets_find_a_pressure_fault_that_the_flow_misses(tmp_pat
     assert default["fn"] == 0
     assert default["fp"] <= 60
     assert (
-        "targets `Volume Flow RateRMS, Pressure, Current, Voltage, Accelerometer1RMS x4, "
-        "Accelerometer2RMS x8, Thermocouple x8`" in page.read_text()
+        "targets `Volume Flow RateRMS, Pressure, Current, Voltage, Accelerometer1RMS x8, "
+        "Accelerometer2RMS x16, Thermocouple x16`" in page.read_text()
     )
 
 
@@ -257,7 +257,7 @@ def test_skab_injected_faults_per_channel(tmp_path, capsys):
         assert counts["tp"] + counts["fn"] == 300
         assert counts["fp"] + counts["tn"] == 450
     # A step of 5 noise sd in a target with factor 1 meets its own detector in full. Factors
-    # of 4 and 8 raise the thresholds of the vibration and thermocouple detectors above it,
+    # of 8 and 16 raise the thresholds of the vibration and thermocouple detectors above it,
     # and Temperature is no target.
     for channel in ("Current", "Pressure", "Voltage", skab.FLOW):
         assert channels[channel]["mar"] == 0
@@ -316,12 +316,13 @@ def test_skab_choose_factors_raises_drifting_channels(tmp_path, capsys):
 
     assert skab.main([str(tmp_path), "--choose-factors"]) == 0
 
-    printed = dict(
-        line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:] if line.strip()
-    )
-    assert printed["Pressure"] == "1"
-    assert printed["Current"] == "1"
-    assert float(printed["Accelerometer1RMS"]) > 1
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    printed = {fields[0]: fields[1:] for fields in lines if len(fields) == 3}
+    assert printed["Pressure"] == ["1", "1"]
+    assert printed["Current"] == ["1", "1"]
+    quiet, chosen = (float(value) for value in printed["Accelerometer1RMS"])
+    assert quiet > 1
+    assert chosen == 2 * quiet
 
 
 def test_skab_choose_factors_needs_unlabelled_files(tmp_path, capsys):
