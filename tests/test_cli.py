@@ -433,3 +433,21 @@ def test_evaluate_counts_runs_in_scoring_order(model_dir, detected, tmp_path):
 
     for key in ("labelled_events", "detected_labelled_events", "predicted_runs", "false_runs"):
         assert shuffled_result[key] == sorted_result[key]
+
+
+def test_detect_endpoint_without_region_exits_2(tmp_path, monkeypatch, capsys):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    # An empty config file, so that no Region comes from the user's ~/.aws either.
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    args = ["detect", str(TEST), "--endpoint", "motor", "--target", "bearing_temperature"]
+    args += ["--inputs", "motor_speed", "torque", "--threshold", "1", "--out", str(tmp_path / "o")]
+
+    code = main(args)
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "No AWS Region is set for --endpoint" in err
+    assert "Traceback" not in err

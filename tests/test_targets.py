@@ -389,7 +389,7 @@ def test_evaluate_folder_rejects_folders_of_different_runs(machine, tmp_path, ca
 
     assert main(["evaluate", str(out), "--label-column", "anomaly"]) == 2
 
-    assert "holds other rows than" in capsys.readouterr().err
+    assert "contains other rows than" in capsys.readouterr().err
 
 
 def test_overlapping_events_name_the_other_targets(machine, tmp_path):

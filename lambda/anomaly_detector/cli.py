@@ -274,7 +274,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="X",
         help="score above which a row is anomalous, in the target's unit "
-        "(default: the model card's, 2 x validation RMSE)",
+        "(default: the model card's threshold)",
     )
     parser.add_argument(
         "--window", metavar="W", help="rolling-mean window: rows (5) or a time span (5min, 30s)"
@@ -479,7 +479,19 @@ def _detect_setup(
     )
     if not build_client:
         return config, None
-    client = boto3.client("sagemaker-runtime", config=runtime_client_config(20.0))
+    from botocore.exceptions import NoRegionError
+
+    # AWS_REGION is what Lambda sets; boto3 itself reads AWS_DEFAULT_REGION and ~/.aws/config.
+    region = os.environ.get("AWS_REGION") or None
+    try:
+        client = boto3.client(
+            "sagemaker-runtime", region_name=region, config=runtime_client_config(20.0)
+        )
+    except NoRegionError as error:
+        raise ConfigurationError(
+            "No AWS Region is set for --endpoint. Set AWS_DEFAULT_REGION or AWS_REGION to "
+            "the endpoint's Region, for example AWS_DEFAULT_REGION=eu-west-1."
+        ) from error
     return config, SageMakerPredictor(client, args.endpoint, args.max_payload_bytes)
 
 
@@ -753,7 +765,7 @@ def _labelled_targets(out: Path, label_column: str) -> list[_Labelled]:
         )
         if labelled and not np.array_equal(item.rows, labelled[0].rows):
             raise RequestError(
-                f"{out / folder / 'scored.csv'} holds other rows than "
+                f"{out / folder / 'scored.csv'} contains other rows than "
                 f"{out / folders[0] / 'scored.csv'}; the folders come from different runs. "
                 "Run detect again with every --model-dir."
             )
@@ -860,7 +872,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 "so leave --events out."
             )
         labelled = _labelled_targets(args.scored, args.label_column)
-        print(f"any of {len(labelled)} targets: {', '.join(item.name for item in labelled)}")
+        folders = ", ".join(item.name for item in labelled)
+        print(f"rows warned of by any of {len(labelled)} targets, in the folders {folders}")
         out = args.scored / "evaluation.json"
     else:
         labelled = [_labelled_rows(args.scored, args.label_column, args.events)]
