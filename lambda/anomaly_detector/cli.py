@@ -368,58 +368,42 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from .batch import RowRange, detect_file
+    """Score the file with one model, or with one detector per target for several."""
+    from .batch import RowRange, TargetResult, detect_file, detect_targets
 
     model_dirs = args.model_dir or [None]
-    if len(model_dirs) > 1:
-        return _run_detect_targets(args, model_dirs)
-    config, predictor = _detect_setup(args, model_dir=model_dirs[0])
-    total = _count_data_rows(args.data)
-    with _ProgressBar(total) as advance:
-        result = detect_file(
-            args.data,
-            config,
-            predictor,
-            args.out,
-            rows=RowRange.parse(args.rows),
-            chunk_rows=args.chunk_rows,
-            on_chunk=advance,
-        )
-    if not args.no_figures:
-        from .plots import write_figures
-
-        write_figures(result.plot, result.events, config.target, args.out)
-    _print_detection(result.summary, result.events, args.out, _figures_text(args))
-    return 0
-
-
-def _run_detect_targets(args: argparse.Namespace, model_dirs: list[Path]) -> int:
-    """Run one local detector per model directory over the file and merge their events."""
-    from .batch import RowRange, detect_targets
-
-    for option in ("target", "threshold", "inputs"):
-        if getattr(args, option) is not None:
-            raise ConfigurationError(
-                f"--{option} applies to one model; leave it out when --model-dir is repeated, "
-                "since each model's card gives its own."
-            )
+    several = len(model_dirs) > 1
+    if several:
+        for option in ("target", "threshold", "inputs"):
+            if getattr(args, option) is not None:
+                raise ConfigurationError(
+                    f"--{option} applies to one model; leave it out when --model-dir is "
+                    "repeated, since each model's card gives its own."
+                )
     models = [_detect_setup(args, model_dir=model_dir) for model_dir in model_dirs]
     total = _count_data_rows(args.data)
+    rows = RowRange.parse(args.rows)
     with _ProgressBar(None if total is None else total * len(models)) as advance:
-        results, events = detect_targets(
-            args.data,
-            models,
-            args.out,
-            rows=RowRange.parse(args.rows),
-            chunk_rows=args.chunk_rows,
-            on_chunk=advance,
-        )
+        if several:
+            results, events = detect_targets(
+                args.data, models, args.out, rows, args.chunk_rows, advance
+            )
+        else:
+            config, predictor = models[0]
+            result = detect_file(
+                args.data, config, predictor, args.out, rows, args.chunk_rows, advance
+            )
+            # One model writes straight into --out: its folder is --out itself.
+            results, events = [TargetResult(config.target, "", result)], result.events
     if not args.no_figures:
         from .plots import write_figures
 
         for item in results:
             write_figures(item.result.plot, item.result.events, item.target, args.out / item.folder)
-    _print_targets(results, events, args.out, _figures_text(args))
+    if several:
+        _print_targets(results, events, args.out, _figures_text(args))
+    else:
+        _print_detection(results[0].result.summary, events, args.out, _figures_text(args))
     return 0
 
 
