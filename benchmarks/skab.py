@@ -129,9 +129,12 @@ def experiment_files(root: Path) -> list[Path]:
     return files
 
 
-def normal_files(root: Path) -> list[Path]:
-    """Return the CSV files under root without the label column: runs of normal operation."""
-    labelled = set(experiment_files(root))
+def normal_files(root: Path, labelled: list[Path] | None = None) -> list[Path]:
+    """Return the CSV files under root without the label column: runs of normal operation.
+
+    ``labelled`` is what experiment_files returned for root, when the caller has it.
+    """
+    labelled = set(experiment_files(root) if labelled is None else labelled)
     return [p for p in sorted(root.rglob("*.csv"), key=_natural_key) if p not in labelled]
 
 
@@ -146,19 +149,28 @@ def normal_pieces(path: Path) -> list[tuple[str, pd.DataFrame]]:
 
 
 def run_normal_pieces(
-    path: Path, targets: dict[str, float], workdir: Path, settings: dict
+    pieces: list[tuple[str, pd.DataFrame]], targets: dict[str, float], settings: dict
 ) -> list[dict]:
     """Run the protocol on each experiment-sized piece of a normal run."""
-    results = []
-    for name, piece in normal_pieces(path):
-        piece_path = workdir / "piece.csv"  # scratch copy, deleted with workdir
-        piece.assign(**{LABEL: 0}).to_csv(piece_path, sep=";", index=False)
-        results.append({**run_file(piece_path, targets, workdir, settings), "file": name})
-    return results
+    return [
+        _run_piece(name, piece.assign(**{LABEL: 0}), targets, settings) for name, piece in pieces
+    ]
+
+
+def _run_piece(name: str, piece: pd.DataFrame, targets: dict[str, float], settings: dict) -> dict:
+    """Run the protocol on one labelled piece, naming the piece in any error."""
+    with tempfile.TemporaryDirectory() as workdir:
+        piece_path = Path(workdir) / "piece.csv"  # scratch copy, deleted with workdir
+        piece.to_csv(piece_path, sep=";", index=False)
+        try:
+            result = run_file(piece_path, targets, Path(workdir), settings)
+        except DetectorError as error:
+            raise RequestError(f"{name}: {error.message}") from error
+    return {**result, "file": name}
 
 
 def run_injected_faults(
-    path: Path, targets: dict[str, float], workdir: Path, settings: dict, size: float
+    pieces: list[tuple[str, pd.DataFrame]], targets: dict[str, float], settings: dict, size: float
 ) -> dict[str, list[dict]]:
     """Add a step to one channel at a time in each normal piece and run the protocol.
 
@@ -167,18 +179,15 @@ def run_injected_faults(
     kinds that the labelled files lack: a fault that shows in one channel only.
     """
     results: dict[str, list[dict]] = {}
-    for name, piece in normal_pieces(path):
-        channels = _channels(piece)
-        for channel in channels:
+    for name, piece in pieces:
+        for channel in _channels(piece):
             values = piece[channel].to_numpy(dtype=float)
             step = size * values[:TRAIN_ROWS].std(ddof=1)
             faulty = piece.assign(**{LABEL: 0})
             fault = slice(TRAIN_ROWS + INJECTED[0], TRAIN_ROWS + INJECTED[1])
             faulty.iloc[fault, faulty.columns.get_loc(channel)] = values[fault] + step
             faulty.iloc[fault, faulty.columns.get_loc(LABEL)] = 1
-            piece_path = workdir / "piece.csv"  # scratch copy, deleted with workdir
-            faulty.to_csv(piece_path, sep=";", index=False)
-            result = run_file(piece_path, targets, workdir, settings)
+            result = _run_piece(f"{name}, step in {channel}", faulty, targets, settings)
             results.setdefault(channel, []).append({**result, "file": name})
     return results
 
@@ -195,14 +204,12 @@ def choose_factors(path: Path, workdir: Path, settings: dict) -> dict[str, float
         raise RequestError(
             f"{path} has fewer than {PIECE_ROWS:,} rows, the length of one piece of normal run."
         )
-    channels = _channels(pieces[0][1])
-    chosen: dict[str, float | None] = {}
-    for channel in channels:
-        quiet = set(FACTOR_LADDER)
-        for _, piece in pieces:
-            piece_path = workdir / "piece.csv"  # scratch copy, deleted with workdir
-            piece.assign(**{LABEL: 0}).to_csv(piece_path, sep=";", index=False)
-            head = read_table(piece_path, RowRange(0, TRAIN_ROWS), text_columns=["datetime"])
+    quiet = {channel: set(FACTOR_LADDER) for channel in _channels(pieces[0][1])}
+    for number, (_, piece) in enumerate(pieces):
+        piece_path = workdir / f"piece{number}.csv"  # scratch copy, deleted with workdir
+        piece.assign(**{LABEL: 0}).to_csv(piece_path, sep=";", index=False)
+        head = read_table(piece_path, RowRange(0, TRAIN_ROWS), text_columns=["datetime"])
+        for channel, factors in quiet.items():
             model_dir = workdir / "model"
             card = train(
                 head,
@@ -212,25 +219,20 @@ def choose_factors(path: Path, workdir: Path, settings: dict) -> dict[str, float
                 timestamp_column="datetime",
                 **settings,
             )
-            for factor in sorted(quiet):
+            model = LocalModel(model_dir)
+            for factor in sorted(factors):
                 config = replace(card.scoring_config(), threshold=card.threshold * factor)
                 found = detect_file(
-                    piece_path,
-                    config,
-                    LocalModel(model_dir),
-                    workdir / "out",
-                    RowRange(TRAIN_ROWS, None),
+                    piece_path, config, model, workdir / "out", RowRange(TRAIN_ROWS, None)
                 )
                 if not found.events:
                     break  # a higher factor stays quiet too
-                quiet.discard(factor)
-        chosen[channel] = min(quiet) if quiet else None
-    return chosen
+                factors.discard(factor)
+    return {channel: min(factors) if factors else None for channel, factors in quiet.items()}
 
 
-def print_chosen_factors(root: Path, settings: dict) -> int:
-    """Print the factor that choose_factors gives each channel of every unlabelled file."""
-    files = normal_files(root)
+def print_chosen_factors(root: Path, files: list[Path], settings: dict) -> int:
+    """Print the factor that choose_factors gives each channel of the unlabelled files."""
     if not files:
         print(f"error: no unlabelled files under {root} to choose factors on", file=sys.stderr)
         return 2
@@ -516,17 +518,20 @@ def main(argv: list[str] | None = None) -> int:
         targets = {FLOW: 1.0} if args.product_defaults else BENCHMARK_TARGETS
     try:
         files = experiment_files(args.root)
-        unlabelled = normal_files(args.root)
+        unlabelled = normal_files(args.root, files)
     except DetectorError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.choose_factors:
-        return print_chosen_factors(args.root, settings)
-    for option, wanted in (
+        return print_chosen_factors(args.root, unlabelled, settings)
+    pieces = []
+    if args.normal_runs or args.injected_faults is not None:
+        pieces = [piece for path in unlabelled for piece in normal_pieces(path)]
+    for option, requested in (
         ("--normal-runs", args.normal_runs),
         ("--injected-faults", args.injected_faults is not None),
     ):
-        if wanted and not any(normal_pieces(path) for path in unlabelled):
+        if requested and not pieces:
             print(
                 f"error: {option} needs an unlabelled file of at least {PIECE_ROWS:,} rows "
                 f"under {args.root}, such as SKAB's anomaly-free.csv",
@@ -560,30 +565,20 @@ def main(argv: list[str] | None = None) -> int:
     total = pooled(results)
     normal = None
     if args.normal_runs:
-        normal = []
-        for path in normal_files(args.root):
-            try:
-                with tempfile.TemporaryDirectory() as workdir:
-                    normal += run_normal_pieces(path, targets, Path(workdir), settings)
-            except DetectorError as error:
-                print(f"error: {path}: {error}", file=sys.stderr)
-                return 2
+        try:
+            normal = run_normal_pieces(pieces, targets, settings)
+        except DetectorError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         for result in normal:
             print(f"{result['file']:<40} {result['rows']:>6} FAR {_percent(result['far']):>8}")
     injected = None
     if args.injected_faults is not None:
-        injected = {}
-        for path in normal_files(args.root):
-            try:
-                with tempfile.TemporaryDirectory() as workdir:
-                    found = run_injected_faults(
-                        path, targets, Path(workdir), settings, args.injected_faults
-                    )
-            except DetectorError as error:
-                print(f"error: {path}: {error}", file=sys.stderr)
-                return 2
-            for channel, runs in found.items():
-                injected.setdefault(channel, []).extend(runs)
+        try:
+            injected = run_injected_faults(pieces, targets, settings, args.injected_faults)
+        except DetectorError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         for channel, runs in injected.items():
             total_channel = pooled(runs)
             print(
@@ -591,8 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"FAR {_percent(total_channel['far'])}  MAR {_percent(total_channel['mar'])}"
             )
     seconds = time.monotonic() - started
-    shown = {"targets": _targets_text(targets), **settings}
-    print(f"settings: {shown}")
+    recorded_settings = {"targets": _targets_text(targets), **settings}
+    print(f"settings: {recorded_settings}")
     print(
         f"pooled over {total['files']} files: F1 {total['f1']:.3f}  "
         f"FAR {_percent(total['far'])}  MAR {_percent(total['mar'])}"
@@ -604,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/skab.py " + " ".join(
         shlex.quote(a) for a in (argv or sys.argv[1:])
     )
-    args.markdown.write_text(markdown(results, total, command, seconds, shown, normal))
+    args.markdown.write_text(markdown(results, total, command, seconds, recorded_settings, normal))
     if injected is not None:
         with args.markdown.open("a") as page:
             page.write("\n".join(_injected_markdown(injected, args.injected_faults)) + "\n")
