@@ -193,7 +193,7 @@ def _pump_run(path: Path, fault: slice, rows: int = 1150, drift: float = 0.0) ->
     frame.to_csv(path, sep=";", index=False)
 
 
-def test_skab_default_targets_find_a_pressure_fault_that_the_flow_misses(tmp_path):
+def test_skab_default_targets_find_pressure_fault(tmp_path):
     (tmp_path / "other").mkdir()
     _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
     page = tmp_path / "r.md"

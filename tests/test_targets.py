@@ -1,7 +1,7 @@
 """One detector per target: `detect` with several --model-dir, on synthetic data with known faults.
 
 The machine has two characteristic measurements. `temperature` follows speed and load, and
-`pressure` follows speed. The test file holds one pressure fault (rows 300-449) and one
+`pressure` follows speed. The test file contains one pressure fault (rows 300-449) and one
 temperature fault (rows 700-799); each shows only in its own measurement. Each model
 predicts its target from speed and load alone, so a fault in one target does not move the
 other's prediction.
@@ -85,6 +85,25 @@ def _detect(data: Path, out: Path, *model_dirs: Path, figures: bool = False) -> 
     return main(args)
 
 
+def _models_for(tmp_path: Path, copies: dict[str, str]) -> tuple[Path, list[Path]]:
+    """Write machine rows with extra columns and train one model per extra column.
+
+    Each key of ``copies`` is a new column copied from the column it maps to. The models
+    predict their column from speed and load. Returns the data file and the model folders.
+    """
+    frame = _machine(1500, seed=4, faults=False)
+    for column, source in copies.items():
+        frame[column] = frame[source]
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    models = []
+    for number, target in enumerate(copies, start=1):
+        models.append(tmp_path / f"m{number}")
+        args = ["train", str(data), "--target", target, "--inputs", "speed", "load"]
+        assert main([*args, "--model-dir", str(models[-1])]) == 0
+    return data, models
+
+
 def _covers(event: dict, rows: range) -> bool:
     return event["onset_row"] <= rows.start + 10 and event["end_row"] >= rows.stop - 1
 
@@ -100,7 +119,7 @@ def test_one_target_misses_a_fault_in_another_measurement(machine, tmp_path):
     assert _covers(events[0], TEMPERATURE_FAULT)
 
 
-def test_two_targets_warn_of_both_faults_each_naming_its_target(machine, tmp_path, capsys):
+def test_two_targets_find_both_faults(machine, tmp_path, capsys):
     out = tmp_path / "out"
 
     code = _detect(machine["test"], out, machine["temperature"], machine["pressure"])
@@ -123,7 +142,8 @@ def test_two_targets_warn_of_both_faults_each_naming_its_target(machine, tmp_pat
         assert len(scored) == 1000  # one output row per input row, for each target
         assert len(json.loads((folder / "events.json").read_text())) == 1
     printed = capsys.readouterr().out
-    assert "pressure above" in printed and "temperature above" in printed
+    assert "pressure above" in printed
+    assert "temperature above" in printed
 
 
 def test_two_targets_write_figures_per_target(machine, tmp_path):
@@ -137,7 +157,7 @@ def test_two_targets_write_figures_per_target(machine, tmp_path):
     assert not (out / "score.png").exists()
 
 
-def test_two_targets_remove_results_of_an_earlier_single_run(machine, tmp_path):
+def test_two_targets_clear_single_run_results(machine, tmp_path):
     out = tmp_path / "out"
     assert _detect(machine["test"], out, machine["temperature"]) == 0
     assert (out / "scored.csv").exists()
@@ -168,38 +188,9 @@ def test_per_model_options_with_several_models_are_errors(machine, tmp_path, cap
 
 
 def test_targets_whose_folders_collide_are_an_error(tmp_path, capsys):
-    frame = _machine(1500, seed=4, faults=False)
-    frame["a b"] = frame["pressure"]
-    frame["a_b"] = frame["temperature"]
-    data = tmp_path / "d.csv"
-    frame.to_csv(data, index=False)
-    for name, target in (("m1", "a b"), ("m2", "a_b")):
-        inputs = ["speed", "load"]
-        assert (
-            main(
-                [
-                    "train",
-                    str(data),
-                    "--target",
-                    target,
-                    "--inputs",
-                    *inputs,
-                    "--model-dir",
-                    str(tmp_path / name),
-                ]
-            )
-            == 0
-        )
-    args = [
-        "detect",
-        str(data),
-        "--model-dir",
-        str(tmp_path / "m1"),
-        "--model-dir",
-        str(tmp_path / "m2"),
-    ]
+    data, models = _models_for(tmp_path, {"a b": "pressure", "a_b": "temperature"})
 
-    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert _detect(data, tmp_path / "o", *models) == 2
 
     assert "would share a results folder" in capsys.readouterr().err
 
@@ -223,17 +214,10 @@ def test_target_folder_stays_inside_the_output_folder(target, folder):
     assert target_folder(target) == folder
 
 
-def test_folder_names_that_differ_in_case_are_an_error(tmp_path, capsys):
-    frame = _machine(1500, seed=4, faults=False)
-    frame["Temp"] = frame["temperature"]
-    frame["temp"] = frame["pressure"]
-    data = tmp_path / "d.csv"
-    frame.to_csv(data, index=False)
-    for name, target in (("m1", "Temp"), ("m2", "temp")):
-        args = ["train", str(data), "--target", target, "--inputs", "speed", "load"]
-        assert main([*args, "--model-dir", str(tmp_path / name)]) == 0
+def test_folders_differing_in_case_rejected(tmp_path, capsys):
+    data, models = _models_for(tmp_path, {"Temp": "temperature", "temp": "pressure"})
 
-    assert _detect(data, tmp_path / "o", tmp_path / "m1", tmp_path / "m2") == 2
+    assert _detect(data, tmp_path / "o", *models) == 2
 
     assert "not only in case or punctuation" in capsys.readouterr().err
 
@@ -282,7 +266,7 @@ def test_earlier_folder_with_other_files_is_kept(machine, tmp_path):
     assert not (out / "temperature" / "scored.csv").exists()
 
 
-def test_events_follow_rows_when_one_model_has_no_timestamps(machine, tmp_path):
+def test_events_by_row_without_timestamps(machine, tmp_path):
     untimed = tmp_path / "untimed.csv"
     pd.read_csv(machine["train"]).drop(columns=["time"]).to_csv(untimed, index=False)
     model = tmp_path / "pressure-untimed"
@@ -300,13 +284,13 @@ def test_events_follow_rows_when_one_model_has_no_timestamps(machine, tmp_path):
     assert isinstance(events[1]["onset"], str)
 
 
-def test_model_dir_that_is_a_file_is_an_error(machine, tmp_path, capsys):
+def test_model_dir_file_rejected(machine, tmp_path, capsys):
     assert _detect(machine["test"], tmp_path / "o", machine["test"]) == 2
 
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_target_folder_that_is_a_file_is_an_error(machine, tmp_path, capsys):
+def test_target_folder_file_rejected(machine, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "pressure").write_text("not a folder")
@@ -318,21 +302,16 @@ def test_target_folder_that_is_a_file_is_an_error(machine, tmp_path, capsys):
 
 
 def test_markup_and_math_characters_in_names(tmp_path, capsys):
-    frame = _machine(1500, seed=4, faults=False)
-    frame["cost $\\frac$ [bold]"] = frame["temperature"]
-    data = tmp_path / "d.csv"
-    frame.to_csv(data, index=False)
-    args = ["train", str(data), "--target", "cost $\\frac$ [bold]", "--inputs", "speed", "load"]
-    assert main([*args, "--model-dir", str(tmp_path / "m")]) == 0
+    data, models = _models_for(tmp_path, {"cost $\\frac$ [bold]": "temperature"})
     out = tmp_path / "o[/]x"
 
-    assert _detect(data, out, tmp_path / "m", figures=True) == 0
+    assert _detect(data, out, *models, figures=True) == 0
 
     assert (out / "score.png").stat().st_size > 0
     assert f"results in {out}/" in capsys.readouterr().out
 
 
-def test_evaluate_folder_counts_rows_warned_of_by_any_target(machine, tmp_path, capsys):
+def test_evaluate_folder_counts_any_target(machine, tmp_path, capsys):
     out = tmp_path / "out"
     assert _detect(machine["test"], out, machine["temperature"], machine["pressure"]) == 0
     single = ["evaluate", str(out / "pressure" / "scored.csv"), "--label-column", "anomaly"]
@@ -426,7 +405,7 @@ def _event(target: str, onset: int, end: int, deviation: float | None) -> dict:
     }
 
 
-def test_other_targets_by_rows_with_onset_before_previous_end():
+def test_other_targets_overlapping_onsets():
     # The second event of "a" begins (its onset) before the first one ends.
     events = [
         _event("a", 0, 10, 3.0),
@@ -445,7 +424,7 @@ def test_other_targets_by_rows_with_onset_before_previous_end():
     ]
 
 
-def test_other_targets_unclaimed_when_rows_are_out_of_order():
+def test_other_targets_unordered_rows():
     events = [_event("a", 50, 60, 1.0), _event("a", 5, 9, 1.0), _event("b", 0, 100, 1.0)]
 
     _add_other_targets(events, timed=False)
@@ -469,7 +448,7 @@ def test_evaluate_folder_rejects_edited_summary(machine, tmp_path, capsys, entry
     assert "Entry 2 of 'targets'" in capsys.readouterr().err
 
 
-def test_earlier_folder_that_is_a_link_is_left_alone(machine, tmp_path):
+def test_earlier_link_folder_kept(machine, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "scored.csv").write_text("keep me")

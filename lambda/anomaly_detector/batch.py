@@ -45,7 +45,7 @@ OUTPUT_FILES = (
     "score_histogram.png",
 )
 PARTIAL_SUFFIX = ".partial"
-# Longest target folder name in bytes; file systems allow 255.
+# Maximum length of a target folder name in bytes. File systems allow 255.
 FOLDER_BYTES = 100
 PLOT_POINTS_PER_CHUNK = 5_000
 HISTOGRAM_BINS = 200
@@ -282,7 +282,7 @@ def detect_targets(
 
     Each target's ``scored.csv``, ``events.json`` and ``summary.json`` go to its own folder
     under ``out_dir`` (see :func:`target_folder`). ``out_dir / "events.json"`` lists every
-    target's events, each with its ``target``, ordered by onset; ``summary.json`` holds each
+    target's events, each with its ``target``, ordered by onset. ``summary.json`` contains each
     target's summary. A row is in a warning when any target's event covers it.
     """
     targets = [config.target for config, _ in models]
@@ -414,7 +414,7 @@ def _clear_outputs(path: Path, out_dir: Path, folders: Sequence[str] = ()) -> No
     for output in written:
         output.unlink(missing_ok=True)
     for directory in earlier:
-        with contextlib.suppress(OSError):  # the folder holds other files: keep it
+        with contextlib.suppress(OSError):  # the folder contains other files: keep it
             directory.rmdir()
 
 

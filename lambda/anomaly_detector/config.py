@@ -122,8 +122,8 @@ class ScoringConfig:
         if self.threshold <= 0:
             raise ConfigurationError(f"The threshold must be greater than 0, got {self.threshold}.")
         if self.threshold >= MAX_THRESHOLD:
-            # Scores are means of residuals; a threshold near the float limit overflows the
-            # histogram's bins and says nothing a smaller one would not.
+            # A threshold near the float limit overflows the histogram's bins, and no mean of
+            # residuals comes near it anyway.
             raise ConfigurationError(
                 f"The threshold must be below {MAX_THRESHOLD:g}, got {self.threshold:g}."
             )
