@@ -81,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "timezone": "UTC",
     "window": "5",
     "min_duration": "1",
+    "merge_gap": "0",
     "asset_id": "",
     "metrics_namespace": "AnomalyDetection",
     "service_name": "anomaly-detector",
@@ -184,6 +185,7 @@ class ScoringSettings:
     threshold: float  # in the target's unit
     window: str  # rows ("5") or a pandas time span ("5min")
     min_duration: str  # rows or a pandas time span
+    merge_gap: str  # "0" (no merging), rows or a pandas time span
     asset_id: str | None
     metrics_namespace: str
     service_name: str
@@ -251,6 +253,7 @@ class StackConfig:
             "THRESHOLD": repr(scoring.threshold),
             "WINDOW": scoring.window,
             "MIN_DURATION": scoring.min_duration,
+            "MERGE_GAP": scoring.merge_gap,
             "METRICS_NAMESPACE": scoring.metrics_namespace,
             # Powertools reads its own variable when the handler passes no namespace.
             "POWERTOOLS_METRICS_NAMESPACE": scoring.metrics_namespace,
@@ -368,6 +371,7 @@ def _read_scoring(reader: _ContextReader) -> ScoringSettings:
     timestamp = reader.optional_text("timestamp_column")
     window = reader.text("window", pattern=_WINDOW_PATTERN, hint=_WINDOW_HINT)
     min_duration = reader.text("min_duration", pattern=_WINDOW_PATTERN, hint=_WINDOW_HINT)
+    merge_gap = reader.text("merge_gap", pattern=_GAP_PATTERN, hint=_GAP_HINT)
 
     # check: the model inputs exclude the target and the timestamp
     for key, column in (("target_column", target), ("timestamp_column", timestamp)):
@@ -378,7 +382,11 @@ def _read_scoring(reader: _ContextReader) -> ScoringSettings:
             )
 
     # check: time spans need timestamps
-    for key, value in (("window", window), ("min_duration", min_duration)):
+    for key, value in (
+        ("window", window),
+        ("min_duration", min_duration),
+        ("merge_gap", merge_gap),
+    ):
         if TIME_SPAN.match(value) and timestamp is None:
             raise ConfigError(
                 f"Context key {key!r} is the time span {value!r}, which needs timestamps. "
@@ -393,6 +401,7 @@ def _read_scoring(reader: _ContextReader) -> ScoringSettings:
         threshold=reader.positive_number("threshold"),
         window=window,
         min_duration=min_duration,
+        merge_gap=merge_gap,
         asset_id=reader.optional_text(
             "asset_id", pattern=re.compile(r"^[\x20-\x7e]{1,255}$"), hint="printable ASCII"
         ),
@@ -507,6 +516,8 @@ def _check_environment_size(config: StackConfig) -> None:
 _SAGEMAKER_NAME_HINT = "1 to 63 letters, digits and '-', starting with a letter or digit"
 _WINDOW_PATTERN = re.compile(f"{ROW_COUNT.pattern}|{TIME_SPAN.pattern}")
 _WINDOW_HINT = "a row count such as '5' or a time span such as '5min' (units ms, s, min, h, D)"
+_GAP_PATTERN = re.compile(f"^0$|{_WINDOW_PATTERN.pattern}")
+_GAP_HINT = f"'0' (no merging), {_WINDOW_HINT}"
 
 
 class _ContextReader:

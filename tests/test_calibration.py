@@ -351,6 +351,8 @@ def test_train_rejects_threshold_factor_zero(tmp_path):
         ({"threshold_method": "calibrated", "cv_folds": 1}, ConfigurationError, "--cv-folds"),
         ({"window": "30s"}, ConfigurationError, "window 30s is a time span"),
         ({"min_duration": "5min"}, ConfigurationError, "minimum duration 5min is a time span"),
+        ({"merge_gap": "1min"}, ConfigurationError, "merge gap 1min is a time span"),
+        ({"merge_gap": "later"}, ConfigurationError, "Use 0 to merge nothing"),
         ({"threshold_method": "calibrated", "window": "500"}, RequestError, "full window of 500"),
     ],
 )

@@ -451,3 +451,36 @@ def test_detect_endpoint_without_region_exits_2(tmp_path, monkeypatch, capsys):
     assert code == 2
     assert "No AWS Region is set for --endpoint" in err
     assert "Traceback" not in err
+
+
+def test_merge_gap_from_card_and_from_option(detected, tmp_path):
+    model = tmp_path / "model"
+    train = ["train", str(TRAIN), "--target", "bearing_temperature", "--merge-gap", "1D"]
+    assert main([*train, "--model-dir", str(model)]) == 0
+    detect = ["detect", str(TEST), "--model-dir", str(model), "--no-figures", "--out"]
+    separate = json.loads((detected / "events.json").read_text())
+
+    assert json.loads((model / "model_card.json").read_text())["merge_gap"] == "1D"
+    assert main([*detect, str(tmp_path / "merged")]) == 0
+    assert main([*detect, str(tmp_path / "apart"), "--merge-gap", "0"]) == 0
+
+    # A day's gap joins the three events of the sample into one.
+    [merged] = json.loads((tmp_path / "merged" / "events.json").read_text())
+    assert (merged["start_row"], merged["end_row"]) == (
+        separate[0]["start_row"],
+        separate[-1]["end_row"],
+    )
+    assert merged["rows"] == sum(event["rows"] for event in separate)
+    summary = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert summary["merge_gap"] == "24h"
+    apart = json.loads((tmp_path / "apart" / "events.json").read_text())
+    assert [(e["start_row"], e["end_row"]) for e in apart] == [
+        (e["start_row"], e["end_row"]) for e in separate
+    ]
+
+
+def test_train_rejects_bad_merge_gap(tmp_path, capsys):
+    args = ["train", str(TRAIN), "--target", "bearing_temperature", "--merge-gap", "-1"]
+
+    assert main([*args, "--model-dir", str(tmp_path / "m")]) == 2
+    assert "Use 0 to merge nothing" in capsys.readouterr().err

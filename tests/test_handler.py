@@ -956,3 +956,28 @@ def test_handle_detect_behind_proxy_resource():
 
     assert response["statusCode"] == 200
     assert_sample_result(parse_body(response))
+
+
+def test_merge_gap_joins_runs_into_one_event():
+    # Window 1, threshold 0.15: the sample's anomalous runs are rows 2-3, 9, 12-15 and 18. Two
+    # scored rows lie between 9 and 12 and between 15 and 18; row 7 is not scored, so more
+    # than two lie between 3 and 9. Alone, no run lasts 5 rows.
+    settings = {"WINDOW": "1", "THRESHOLD": "0.15", "MIN_DURATION": "5"}
+
+    alone = parse_body(detect(load_event("post_csv"), **settings))
+    merged = parse_body(detect(load_event("post_csv"), MERGE_GAP="2", **settings))
+
+    assert alone["events"] == []
+    assert alone["summary"]["merge_gap"] == "0"
+    [event] = merged["events"]
+    assert (event["start_row"], event["end_row"], event["rows"]) == (9, 18, 6)
+    assert merged["summary"]["merge_gap"] == "2"
+    assert merged["summary"]["anomalous_rows"] == alone["summary"]["anomalous_rows"] == 8
+
+
+def test_lambda_handler_bad_merge_gap_is_500(lambda_env):
+    lambda_env(MERGE_GAP="soon")
+
+    response = lambda_handler(load_event("post_csv"), FakeLambdaContext())
+
+    assert_error(response, 500, "configuration_error", "MERGE_GAP", "Use 0 to merge nothing")

@@ -269,11 +269,13 @@ def residual_series(draw) -> tuple[np.ndarray, np.ndarray, list[int]]:
 
 @PROPERTY_SETTINGS
 @given(series=residual_series(), window=st.integers(min_value=1, max_value=8),
-       min_duration=st.integers(min_value=1, max_value=4))  # fmt: skip
-def test_scoring_in_chunks_equals_whole(series, window, min_duration):
+       min_duration=st.integers(min_value=1, max_value=4),
+       merge_gap=st.integers(min_value=0, max_value=3))  # fmt: skip
+def test_scoring_in_chunks_equals_whole(series, window, min_duration, merge_gap):
     residual, scorable, cuts = series
     config = ScoringConfig(target="y", inputs=("x",), threshold=10.0,
-                           window=Span(rows=window), min_duration=Span(rows=min_duration))  # fmt: skip
+                           window=Span(rows=window), min_duration=Span(rows=min_duration),
+                           merge_gap=Span(rows=merge_gap) if merge_gap else None)  # fmt: skip
     actual = np.where(scorable, residual, np.nan)
     predicted = np.where(scorable, 0.0, np.nan)
 
@@ -292,8 +294,12 @@ def test_scoring_in_chunks_equals_whole(series, window, min_duration):
     assert (whole.score[scorable] >= 0).all()
     assert (whole.is_anomaly == (np.nan_to_num(whole.score, nan=0) > 10.0)).all()
     assert [e.to_dict() for e in chunked_events] == [e.to_dict() for e in events]
+    # Places in the order of scored rows: here the file order, as there are no timestamps.
+    place = np.cumsum(scorable) - 1
     for event in events:
-        assert event.rows >= min_duration
+        assert place[event.end_row] - place[event.start_row] + 1 >= min_duration
+        assert event.rows >= min_duration or merge_gap
         assert event.start_row <= event.peak_row <= event.end_row
     for before, after in zip(events, events[1:], strict=False):
-        assert before.end_row < after.start_row
+        # Runs closer than the merge gap would have been one event.
+        assert place[after.start_row] - place[before.end_row] - 1 > merge_gap

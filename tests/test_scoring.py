@@ -13,7 +13,9 @@ from anomaly_detector.scoring import Scorer, describe_inputs, score_all
 NAN = np.nan
 
 
-def config(window="1", min_duration="1", threshold=1.0, timestamps=False) -> ScoringConfig:
+def config(
+    window="1", min_duration="1", threshold=1.0, timestamps=False, merge_gap="0"
+) -> ScoringConfig:
     return ScoringConfig(
         target="y",
         inputs=("x",),
@@ -21,6 +23,7 @@ def config(window="1", min_duration="1", threshold=1.0, timestamps=False) -> Sco
         timestamp_column="t" if timestamps else None,
         window=Span.parse(window, "window"),
         min_duration=Span.parse(min_duration, "min_duration"),
+        merge_gap=Span.parse_gap(merge_gap, "merge_gap"),
     )
 
 
@@ -172,16 +175,20 @@ def test_events_carry_times_and_min_duration_in_time():
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 50])
 @pytest.mark.parametrize("window", ["1", "4", "3min"])
-def test_chunked_scoring_equals_whole(chunk, window):
+@pytest.mark.parametrize("merge_gap", ["0", "3", "4min"])
+def test_chunked_scoring_equals_whole(chunk, window, merge_gap):
     rng = np.random.default_rng(7)
     count = 50
     actual = rng.normal(0, 1, count)
     actual[[5, 17]] = NAN
     actual[20:30] += 4  # an event that spans chunk borders
+    actual[33:36] += 4  # a short breach a few rows later, merged with a gap
     predicted = np.zeros(count)
     scorable = ~np.isnan(actual)
     stamps = times(*np.cumsum(rng.choice([1, 1, 1, 2], count)))
-    cfg = config(window=window, min_duration="3", threshold=1.5, timestamps=True)
+    cfg = config(
+        window=window, min_duration="3", threshold=1.5, timestamps=True, merge_gap=merge_gap
+    )
 
     whole, whole_events = score_all(cfg, actual, predicted, scorable, stamps)
     scorer = Scorer(cfg)
@@ -404,3 +411,73 @@ def test_target_deviation_none_when_normal_residuals_are_zero():
     _, events = run([0, 0, 0, 5, 5, 0], np.zeros(6), config(threshold=2.0))
 
     assert events[0].to_dict()["target_deviation"] is None
+
+
+# -- merging runs across short gaps ------------------------------------------------------------
+
+# Anomalous runs (threshold 1, window 1): rows 0-1, 4-5 and 9. Two rows lie between the first
+# two runs, three between the second and the third.
+GAPPED = [2, 3, 0, 0, 5, 2, 0, 0, 0, 2]
+
+
+@pytest.mark.parametrize(
+    ("merge_gap", "min_duration", "expected"),
+    [
+        ("0", "1", [(0, 1), (4, 5), (9, 9)]),
+        ("1", "1", [(0, 1), (4, 5), (9, 9)]),
+        ("2", "1", [(0, 5), (9, 9)]),
+        ("3", "1", [(0, 9)]),
+        # The minimum duration is judged on the merged event, gaps included: rows 0-5 are six.
+        ("0", "6", []),
+        ("2", "6", [(0, 5)]),
+        ("2", "7", []),
+    ],
+)
+def test_merge_gap_in_rows(merge_gap, min_duration, expected):
+    _, events = run(GAPPED, np.zeros(10), config(min_duration=min_duration, merge_gap=merge_gap))
+
+    assert [(e.start_row, e.end_row) for e in events] == expected
+
+
+def test_merged_event_counts_only_anomalous_rows():
+    _, events = run(GAPPED, np.zeros(10), config(window="2", merge_gap="2"))
+
+    # Window 2 scores: 2, 2.5, 1.5, 0, 2.5, 3.5, 1, 0, 0, 1 -> runs 0-2 and 4-5.
+    event = events[0].to_dict()
+    assert (event["start_row"], event["end_row"], event["rows"]) == (0, 5, 5)
+    assert (event["onset_row"], event["peak_row"], event["peak_score"]) == (0, 5, 3.5)
+    assert event["mean_residual"] == pytest.approx((2 + 3 + 0 + 5 + 2) / 5)
+
+
+def test_merge_gap_in_time_from_run_end_to_run_start():
+    # Runs at minutes 1-2, 4-5 and 9; two minutes from 2 to 4, four from 5 to 9.
+    actual = [0, 2, 2, 0, 2, 2, 0, 0, 0, 2]
+    cfg = config(min_duration="4min", merge_gap="2min", timestamps=True)
+
+    _, events = run(actual, np.zeros(10), cfg, times(*range(10)))
+
+    assert [(e.to_dict()["start"], e.to_dict()["end"]) for e in events] == [
+        ("2024-01-01T00:01:00Z", "2024-01-01T00:05:00Z")
+    ]
+
+
+def test_unscored_rows_do_not_count_as_gap_rows():
+    actual = [2, NAN, NAN, NAN, 0, 2]
+
+    _, events = run(actual, np.zeros(6), config(merge_gap="1"))
+
+    assert [(e.start_row, e.end_row) for e in events] == [(0, 5)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("0s", "Use 0 to merge nothing"), ("-1", "Use 0 to merge nothing"), ("soon", "time span")],
+)
+def test_merge_gap_parse_rejects(text, message):
+    with pytest.raises(ConfigurationError, match=message):
+        Span.parse_gap(text, "merge_gap")
+
+
+def test_merge_gap_in_time_needs_timestamps():
+    with pytest.raises(ConfigurationError, match="merge_gap 1min is a time span"):
+        config(merge_gap="1min")

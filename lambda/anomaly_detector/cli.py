@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         "or a time span (default 1 row)",
     )
     train.add_argument(
+        "--merge-gap",
+        default="0",
+        help="anomalous runs this close are one event, recorded as the default for detect: "
+        "rows or a time span between them (default 0, no merging)",
+    )
+    train.add_argument(
         "--threshold-method",
         choices=["rmse", "calibrated", "extreme"],
         default="rmse",
@@ -282,7 +288,12 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-duration",
         metavar="D",
-        help="shortest anomalous run reported as an event: rows or a time span",
+        help="shortest event reported: rows or a time span",
+    )
+    parser.add_argument(
+        "--merge-gap",
+        metavar="G",
+        help="anomalous runs at most G apart are one event: rows or a time span (0: none)",
     )
 
 
@@ -315,6 +326,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     Span.parse(args.window, "--window")
     Span.parse(args.min_duration, "--min-duration")
+    Span.parse_gap(args.merge_gap, "--merge-gap")
     rows = RowRange.parse(args.rows)
     frame = read_table(args.data, rows)
     timestamp = args.timestamp or detect_timestamp_column(frame)
@@ -331,6 +343,7 @@ def run_train(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         window=args.window,
         min_duration=args.min_duration,
+        merge_gap=args.merge_gap,
         threshold_method=args.threshold_method,
         cv_folds=args.cv_folds,
         first_row=rows.start,
@@ -429,6 +442,7 @@ def _detect_setup(
             timezone=args.timezone or "UTC",
             window=Span.parse(args.window or card.window, "--window"),
             min_duration=Span.parse(args.min_duration or card.min_duration, "--min-duration"),
+            merge_gap=Span.parse_gap(args.merge_gap or card.merge_gap, "--merge-gap"),
         )
         if (
             card.threshold_method != "rmse"
@@ -460,6 +474,7 @@ def _detect_setup(
         timezone=args.timezone or "UTC",
         window=Span.parse(args.window or "5", "--window"),
         min_duration=Span.parse(args.min_duration or "1", "--min-duration"),
+        merge_gap=Span.parse_gap(args.merge_gap or "0", "--merge-gap"),
     )
     if not build_client:
         return config, None

@@ -24,6 +24,8 @@ MAX_THRESHOLD = 1e300
 
 DEFAULT_WINDOW = "5"
 DEFAULT_MIN_DURATION = "1"
+# No merging: each run of anomalous rows is its own event.
+DEFAULT_MERGE_GAP = "0"
 DEFAULT_MAX_REQUEST_BYTES = 5_500_000
 # SageMaker real-time endpoints accept at most 6 MB per request; 4 MB leaves room.
 DEFAULT_MAX_PAYLOAD_BYTES = 4_000_000
@@ -58,6 +60,16 @@ class Span:
             raise ConfigurationError(f"{name} must be a positive time span, got {raw!r}.")
         return cls(time=span)
 
+    @classmethod
+    def parse_gap(cls, text: str | int, name: str) -> Span | None:
+        """Parse a merge gap: ``"0"`` (no merging, None) or a span as ``parse`` reads it."""
+        if str(text).strip() == "0":
+            return None
+        try:
+            return cls.parse(text, name)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{error.message} Use 0 to merge nothing.") from error
+
     @property
     def is_time(self) -> bool:
         return self.time is not None
@@ -85,7 +97,10 @@ class ScoringConfig:
     timestamp_column : optional column of ISO 8601 times; naive times are in ``timezone``.
     timezone : IANA zone name for timestamps without an offset (default UTC).
     window : rolling-mean window of |residual|, rows or a time span (default 5 rows).
-    min_duration : shortest run of anomalous rows that is an event (default 1 row).
+    min_duration : shortest event, rows or a time span (default 1 row).
+    merge_gap : runs of anomalous rows this close are one event: at most this many rows
+        between them, or at most this long from the end of one to the start of the next.
+        None (the default) merges nothing.
     """
 
     target: str
@@ -95,6 +110,7 @@ class ScoringConfig:
     timezone: str = "UTC"
     window: Span = field(default_factory=lambda: Span(rows=5))
     min_duration: Span = field(default_factory=lambda: Span(rows=1))
+    merge_gap: Span | None = None
 
     def __post_init__(self) -> None:
         # check: target and inputs are named, distinct and do not overlap
@@ -129,8 +145,12 @@ class ScoringConfig:
             )
 
         # check: time spans need timestamps
-        for name, span in (("window", self.window), ("min_duration", self.min_duration)):
-            if span.is_time and not self.timestamp_column:
+        for name, span in (
+            ("window", self.window),
+            ("min_duration", self.min_duration),
+            ("merge_gap", self.merge_gap),
+        ):
+            if span is not None and span.is_time and not self.timestamp_column:
                 raise ConfigurationError(
                     f"{name} {span} is a time span, so a timestamp column is required; "
                     "give the timestamp column or a number of rows."
@@ -191,6 +211,7 @@ class ServiceConfig:
                 min_duration=Span.parse(
                     env.get("MIN_DURATION") or DEFAULT_MIN_DURATION, "MIN_DURATION"
                 ),
+                merge_gap=Span.parse_gap(env.get("MERGE_GAP") or DEFAULT_MERGE_GAP, "MERGE_GAP"),
             ),
         )
         mode = (env.get("METRICS_MODE") or "emf").strip().lower()

@@ -35,6 +35,7 @@ import pandas as pd
 
 from . import __version__
 from .config import (
+    DEFAULT_MERGE_GAP,
     DEFAULT_MIN_DURATION,
     DEFAULT_WINDOW,
     MAX_THRESHOLD,
@@ -93,6 +94,7 @@ class ModelCard:
     timestamp_column: str | None = None
     window: str = DEFAULT_WINDOW
     min_duration: str = DEFAULT_MIN_DURATION
+    merge_gap: str = DEFAULT_MERGE_GAP
     training_rows: int = 0
     validation_rows: int = 0
     dropped_rows: int = 0
@@ -118,6 +120,7 @@ class ModelCard:
             timestamp_column=self.timestamp_column,
             window=Span.parse(self.window, "window"),
             min_duration=Span.parse(self.min_duration, "min_duration"),
+            merge_gap=Span.parse_gap(self.merge_gap, "merge_gap"),
         )
 
     def save(self, directory: Path) -> None:
@@ -243,6 +246,7 @@ def train(
     cv_folds: int = DEFAULT_CV_FOLDS,
     first_row: int = 0,
     threshold_factor: float = 1.0,
+    merge_gap: str = DEFAULT_MERGE_GAP,
 ) -> ModelCard:
     """Fit the model on normal-operation rows and write the model directory.
 
@@ -283,8 +287,9 @@ def train(
     for name, span in (
         ("window", window_span),
         ("minimum duration", Span.parse(min_duration, "min_duration")),
+        ("merge gap", Span.parse_gap(merge_gap, "merge_gap")),
     ):
-        if span.is_time and not timestamp_column:
+        if span is not None and span.is_time and not timestamp_column:
             raise ConfigurationError(
                 f"The {name} {span} is a time span, so a timestamp column is required; "
                 "give --timestamp or a number of rows."
@@ -364,6 +369,7 @@ def train(
         timestamp_column=timestamp_column,
         window=window,
         min_duration=min_duration,
+        merge_gap=merge_gap,
         training_rows=int(len(y) if threshold_method != "rmse" else split),
         validation_rows=int(len(y) - split),
         dropped_rows=dropped,

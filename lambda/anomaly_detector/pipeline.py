@@ -65,6 +65,7 @@ class Summary:
             "max_score": None if self.max_score is None else round(self.max_score, 6),
             "window": str(config.window),
             "min_duration": str(config.min_duration),
+            "merge_gap": str(config.merge_gap or 0),
             "not_scored": dict(sorted(self.not_scored.items())),
         }
 

@@ -5,8 +5,12 @@ that row, taken over the scored rows in the window (rows that could not be score
 for nothing). Rows are ordered by timestamp when there is one (stable, so repeated times keep
 their input order), otherwise by position. An event is a maximal run of consecutive
 anomalous rows in that order; rows that could not be scored neither break nor extend a run.
-An event is reported when it lasts at least the minimum duration: that many rows, or
-``end - start`` at least that long for a time span.
+With a merge gap, runs that lie at most the gap apart are one event, gaps included: at most
+that many scored rows between them, or at most that long from the last anomalous row of one
+run to the first of the next. An event is reported when it lasts at least the minimum duration:
+that many scored rows from its first to its last row, or ``end - start`` at least that long
+for a time span. Merging comes first, so breaches interrupted by short dips can together
+last the minimum duration.
 
 An event's onset is the first scored row of the window whose score first crossed the
 threshold. The residuals that raised the alarm lie from the onset on, so the deviation began
@@ -54,6 +58,10 @@ class Event:
     # Mean residual over the RMS residual of the normal rows. None with fewer than 2 normal
     # rows, or when their residuals are all zero.
     target_deviation: float | None = None
+    # Places of the first and the last row in the scoring order of all scored rows, so that
+    # a merged event's length in rows counts the rows of its gaps.
+    first_place: int = 0
+    last_place: int = 0
 
     @property
     def direction(self) -> str:
@@ -69,6 +77,7 @@ class Event:
             self.input_sums = self.input_sums + other.input_sums
         self.end_row = other.end_row
         self.end_time = other.end_time
+        self.last_place = other.last_place
         self.rows += other.rows
         self.residual_sum += other.residual_sum
         if other.peak_score > self.peak_score:
@@ -124,6 +133,10 @@ class Scorer:
     _tail_times: np.ndarray | None = None
     _tail_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     _open: Event | None = None
+    # With a merge gap: the last event that ended, kept until the next run shows whether it
+    # continues the event.
+    _ended: Event | None = None
+    _places_seen: int = 0
     _last_time: pd.Timestamp | None = None
     _rows_seen: int = 0
     # Running count, mean and sum of squared deviations (Welford) of each input over the
@@ -201,8 +214,11 @@ class Scorer:
     def finish(self) -> list[Event]:
         """Close the open event and return every event that lasted the minimum duration."""
         if self._open is not None:
-            self._close(self._open)
+            self._end(self._open)
             self._open = None
+        if self._ended is not None:
+            self._keep_if_long(self._ended)
+            self._ended = None
         # Explain at the end, against every normal row, so chunking does not change the result.
         normal_error = None
         if self._normal_residuals >= 2:
@@ -282,8 +298,10 @@ class Scorer:
         starts = np.flatnonzero(edges == 1)
         ends = np.flatnonzero(edges == -1)  # exclusive
 
+        places = self._places_seen
+        self._places_seen += len(flags)
         if self._open is not None and not flags[0]:
-            self._close(self._open)
+            self._end(self._open)
             self._open = None
 
         for start, end in zip(starts, ends, strict=True):
@@ -304,15 +322,24 @@ class Scorer:
                 onset_row=onset_row,
                 onset_time=onset_time,
                 input_sums=None if inputs is None else inputs[positions[start:end]].sum(axis=0),
+                first_place=places + int(start),
+                last_place=places + int(end - 1),
             )
             if continues:
                 self._open.extend(run)
                 run = self._open
                 self._open = None
+            elif self._ended is not None:
+                if self._within_gap(self._ended, run):
+                    self._ended.extend(run)
+                    run = self._ended
+                else:
+                    self._keep_if_long(self._ended)
+                self._ended = None
             if end == len(flags):
                 self._open = run  # may continue in the next chunk
             else:
-                self._close(run)
+                self._end(run)
 
     def _update_normal_error(self, magnitudes: np.ndarray) -> None:
         if len(magnitudes) == 0:
@@ -369,12 +396,25 @@ class Scorer:
         drivers.sort(key=lambda d: -abs(d["deviation"]))
         return drivers[:MAX_DRIVERS]
 
-    def _close(self, event: Event) -> None:
+    def _end(self, event: Event) -> None:
+        """Handle a run that has ended: keep it for a later run to merge with, or judge it."""
+        if self.config.merge_gap is None:
+            self._keep_if_long(event)
+        else:
+            self._ended = event
+
+    def _within_gap(self, before: Event, after: Event) -> bool:
+        gap = self.config.merge_gap
+        if gap.is_time:
+            return after.start_time - before.end_time <= gap.time
+        return after.first_place - before.last_place - 1 <= gap.rows
+
+    def _keep_if_long(self, event: Event) -> None:
         minimum = self.config.min_duration
         if minimum.is_time:
             lasts = event.end_time - event.start_time >= minimum.time
         else:
-            lasts = event.rows >= minimum.rows
+            lasts = event.last_place - event.first_place + 1 >= minimum.rows
         if lasts:
             self.events.append(event)
 

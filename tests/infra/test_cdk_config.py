@@ -138,6 +138,7 @@ def test_scoring_environment_matches_handler_contract():
     assert float(environment["THRESHOLD"]) == 2.0
     assert environment["WINDOW"] == "5"
     assert environment["MIN_DURATION"] == "1"
+    assert environment["MERGE_GAP"] == "0"
     assert environment["ASSET_ID"] == "press-07"
     assert environment["METRICS_MODE"] == "emf"
     assert environment["MAX_REQUEST_BYTES"] == "5500000"
@@ -197,6 +198,8 @@ INVALID_CASES = [
     ({"window": "0"}, ["window", "row count"]),
     ({"window": "5min", "timestamp_column": ""}, ["window", "timestamp_column"]),
     ({"min_duration": "2h", "timestamp_column": ""}, ["min_duration", "timestamp_column"]),
+    ({"merge_gap": "-1"}, ["merge_gap", "'0' (no merging)"]),
+    ({"merge_gap": "1min", "timestamp_column": ""}, ["merge_gap", "timestamp_column"]),
     ({"timezone": "Mars/Olympus"}, ["timezone", "IANA time zone"]),
     ({"metrics_namespace": "AWS/Lambda"}, ["metrics_namespace", "reserved"]),
     ({"log_level": "VERBOSE"}, ["log_level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"]),

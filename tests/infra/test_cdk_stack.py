@@ -230,6 +230,7 @@ def test_function_environment_from_context(template):
                     "THRESHOLD": "2.0",
                     "WINDOW": "5",
                     "MIN_DURATION": "1",
+                    "MERGE_GAP": "0",
                     "METRICS_NAMESPACE": "AnomalyDetection",
                     "POWERTOOLS_METRICS_NAMESPACE": "AnomalyDetection",
                     "POWERTOOLS_SERVICE_NAME": "anomaly-detector",
