@@ -34,6 +34,10 @@ SERVICE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 # Rolling window or minimum duration: a row count ("5") or a pandas time span ("5min").
 ROW_COUNT = re.compile(r"^[1-9]\d*$")
 TIME_SPAN = re.compile(r"^[1-9]\d*(ms|s|min|h|D)$")
+SPAN_SECONDS = {"ms": 0.001, "s": 1, "min": 60, "h": 3600, "D": 86400}
+# Far longer than any useful window or event setting, and within what pandas can hold in the
+# function (about 106,751 days).
+MAX_SPAN_SECONDS = 365 * 86400
 # Lower-case snake case is reserved for this project's keys, so a misspelt key is an error.
 # CDK's own keys contain "@", ":" or "-" and are not checked.
 PROJECT_KEY = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
@@ -381,16 +385,22 @@ def _read_scoring(reader: _ContextReader) -> ScoringSettings:
                 "are the model's training columns without the target and the timestamp."
             )
 
-    # check: time spans need timestamps
+    # check: time spans need timestamps, and fit the function's time arithmetic
     for key, value in (
         ("window", window),
         ("min_duration", min_duration),
         ("merge_gap", merge_gap),
     ):
-        if TIME_SPAN.match(value) and timestamp is None:
+        span = TIME_SPAN.match(value)
+        if span and timestamp is None:
             raise ConfigError(
                 f"Context key {key!r} is the time span {value!r}, which needs timestamps. "
                 "Set 'timestamp_column' or give the value as a row count such as '5'."
+            )
+        if span and int(value[: span.start(1)]) * SPAN_SECONDS[span.group(1)] > MAX_SPAN_SECONDS:
+            raise ConfigError(
+                f"Context key {key!r} is the time span {value!r}, longer than "
+                f"{MAX_SPAN_SECONDS // 86400} days. Give a shorter span."
             )
 
     return ScoringSettings(

@@ -457,6 +457,19 @@ def _scored_csv(path: Path) -> None:
     ).to_csv(path, index=False)
 
 
+def test_evaluate_accepts_event_merged_across_gap(tmp_path, capsys):
+    scored = tmp_path / "scored.csv"
+    _scored_csv(scored)
+    events = tmp_path / "events.json"
+    # Rows 2-4 and 8 joined by a merge gap: 4 anomalous rows, rows 5-7 between them.
+    events.write_text(json.dumps([{"start_row": 2, "end_row": 8, "rows": 4}]))
+
+    code = main(["evaluate", str(scored), "--label-column", "label", "--events", str(events)])
+
+    assert code == 0
+    assert "TP 4, FP 3, TN 3, FN 0" in capsys.readouterr().out
+
+
 def test_evaluate_events_counts_event_rows(tmp_path, capsys):
     scored = tmp_path / "scored.csv"
     _scored_csv(scored)
@@ -527,8 +540,10 @@ def test_detect_warns_on_window_mismatch(tmp_path, capsys, method, printed):
         ([{"onset_row": 7, "start_row": 6, "end_row": 8}], "invalid onset_row 7"),
         ([{"onset_row": -1, "start_row": 6, "end_row": 8}], "invalid onset_row -1"),
         ([{"start_row": 500, "end_row": 600}], "names start_row 500, which is not a scored row"),
-        ([{"start_row": 0, "end_row": 1}], "row 0 inside it is not anomalous"),
-        ([{"start_row": 3, "end_row": 8}], "row 5 inside it is not anomalous"),
+        ([{"start_row": 0, "end_row": 1}], "row 0 is not anomalous"),
+        ([{"start_row": 2, "end_row": 5}], "row 5 is not anomalous"),
+        ([{"start_row": 3, "end_row": 8}], "with 6 anomalous rows, but 3 rows in that span"),
+        ([{"start_row": 2, "end_row": 8, "rows": 3}], "with 3 anomalous rows, but 4 rows"),
         ([{"start_row": 3, "end_row": 4}], "row 2 just before it is anomalous too"),
         ([{"start_row": 2, "end_row": 3}], "row 4 just after it is anomalous too"),
         ([{"onset_row": 12, "start_row": 2, "end_row": 4}], "names onset_row 12"),

@@ -959,9 +959,9 @@ def test_handle_detect_behind_proxy_resource():
 
 
 def test_merge_gap_joins_runs_into_one_event():
-    # Window 1, threshold 0.15: the sample's anomalous runs are rows 2-3, 9, 12-15 and 18. Two
-    # scored rows lie between 9 and 12 and between 15 and 18; row 7 is not scored, so more
-    # than two lie between 3 and 9. Alone, no run lasts 5 rows.
+    # Window 1, threshold 0.15: the sample's anomalous runs are rows 2-3, 9, 12-15 and 18.
+    # Two scored rows lie between 15 and 18, and both runs lie above the prediction. Row 9
+    # lies below it, so it stays apart from 12-15. Alone, no run lasts 5 rows.
     settings = {"WINDOW": "1", "THRESHOLD": "0.15", "MIN_DURATION": "5"}
 
     alone = parse_body(detect(load_event("post_csv"), **settings))
@@ -970,7 +970,7 @@ def test_merge_gap_joins_runs_into_one_event():
     assert alone["events"] == []
     assert alone["summary"]["merge_gap"] == "0"
     [event] = merged["events"]
-    assert (event["start_row"], event["end_row"], event["rows"]) == (9, 18, 6)
+    assert (event["start_row"], event["end_row"], event["rows"]) == (12, 18, 5)
     assert merged["summary"]["merge_gap"] == "2"
     assert merged["summary"]["anomalous_rows"] == alone["summary"]["anomalous_rows"] == 8
 

@@ -247,6 +247,23 @@ def test_span_parse(text, rows, minutes):
         assert span.time == pd.Timedelta(minutes=minutes)
 
 
+@pytest.mark.parametrize(("text", "shown"), [("500ms", "0.5s"), ("1500ms", "1.5s"), ("1D", "24h")])
+def test_span_text_parses_back(text, shown):
+    span = Span.parse(text, "WINDOW")
+
+    assert str(span) == shown
+    assert Span.parse(shown, "WINDOW") == span
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("+5", "with a unit"), ("1.5", "with a unit"), ("1000000D", "longer than the longest")],
+)
+def test_span_parse_rejects_numbers_without_unit_and_huge_spans(text, message):
+    with pytest.raises(ConfigurationError, match=message):
+        Span.parse(text, "WINDOW")
+
+
 @pytest.mark.parametrize("text", ["0", "-3", "soon", "0min", ""])
 def test_span_parse_rejects(text):
     with pytest.raises(ConfigurationError, match="WINDOW"):
@@ -458,6 +475,20 @@ def test_merge_gap_in_time_from_run_end_to_run_start():
 
     assert [(e.to_dict()["start"], e.to_dict()["end"]) for e in events] == [
         ("2024-01-01T00:01:00Z", "2024-01-01T00:05:00Z")
+    ]
+
+
+def test_runs_of_opposite_direction_stay_apart():
+    # Above, below, above: the gap joins only the runs on the same side of the prediction,
+    # and the run below between them keeps them apart.
+    actual = [2, 2, 0, -2, 0, 2, 2]
+
+    _, events = run(actual, np.zeros(7), config(merge_gap="3"))
+
+    assert [(e.start_row, e.end_row, e.direction) for e in events] == [
+        (0, 1, "above"),
+        (3, 3, "below"),
+        (5, 6, "above"),
     ]
 
 

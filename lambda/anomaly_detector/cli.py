@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--merge-gap",
         default="0",
-        help="anomalous runs this close are one event, recorded as the default for detect: "
-        "rows or a time span between them (default 0, no merging)",
+        help="anomalous runs this close, on the same side of the prediction, are one event; "
+        "recorded as the default for detect: rows or a time span (default 0, no merging)",
     )
     train.add_argument(
         "--threshold-method",
@@ -293,7 +293,8 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--merge-gap",
         metavar="G",
-        help="anomalous runs at most G apart are one event: rows or a time span (0: none)",
+        help="anomalous runs at most G apart, on the same side of the prediction, are one "
+        "event: rows or a time span (0: none)",
     )
 
 
@@ -783,8 +784,9 @@ def _check_events(
 ) -> None:
     """Reject events that do not fit the scored file: rows missing, out of order, not anomalous.
 
-    An event is a whole run of anomalous rows in scoring order: every scored row from its
-    start_row to its end_row is anomalous, and the scored rows next to it are not.
+    An event is one or more whole runs of anomalous rows in scoring order: its start_row and
+    end_row are anomalous, it holds as many anomalous rows as its ``rows`` says (all of its
+    rows unless a merge gap joined runs), and the scored rows next to it are not anomalous.
     """
     other_run = f"Use the events.json written by the detect run that wrote {scored_path}."
     named = {"start_row": spans.start, "end_row": spans.end, "onset_row": spans.onset}
@@ -830,16 +832,34 @@ def _check_events(
     has_place = spans.positions >= 0
     by_place[spans.positions[has_place]] = np.flatnonzero(has_place)
     counted = scored[by_place]
-    quiet = np.flatnonzero(counted & ~anomalous[by_place])
-    first_quiet = np.searchsorted(quiet, start)
-    inside = first_quiet < len(quiet)
-    inside[inside] = quiet[first_quiet[inside]] <= end[inside]
+    flagged = counted & anomalous[by_place]
     fail(
-        inside,
+        ~flagged[start] | ~flagged[end],
         lambda n: (
             f"runs from row {row(n, 'start_row')} to {row(n, 'end_row')}, but row "
-            f"{rows[by_place[quiet[first_quiet[n]]]]} inside it is not anomalous in {scored_path}, "
-            "so the events come from another run."
+            f"{row(n, 'start_row' if not flagged[start[n]] else 'end_row')} is not anomalous in "
+            f"{scored_path}, so the events come from another run."
+        ),
+    )
+    # A merge gap lets normal rows lie inside an event, so count its anomalous rows instead:
+    # every anomalous row from start to end belongs to the event.
+    flagged_before = np.concatenate([[0], np.cumsum(flagged)])
+    counted_before = np.concatenate([[0], np.cumsum(counted)])
+    flagged_inside = flagged_before[end + 1] - flagged_before[start]
+    claimed = np.array(
+        [
+            event["rows"]
+            if isinstance(event.get("rows"), int)
+            else counted_before[last + 1] - counted_before[first]
+            for event, first, last in zip(events, start, end, strict=True)
+        ]
+    )
+    fail(
+        flagged_inside != claimed,
+        lambda n: (
+            f"runs from row {row(n, 'start_row')} to {row(n, 'end_row')} with "
+            f"{claimed[n]} anomalous rows, but {flagged_inside[n]} rows in that span are anomalous "
+            f"in {scored_path}, so the events come from another run."
         ),
     )
     counted_places = np.flatnonzero(counted)

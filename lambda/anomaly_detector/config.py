@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
+from pandas.errors import OutOfBoundsTimedelta
 
 from .errors import ConfigurationError
 
@@ -49,13 +50,22 @@ class Span:
             if rows < 1:
                 raise ConfigurationError(f"{name} must be at least 1 row, got {raw!r}.")
             return cls(rows=rows)
+        usage = (
+            f"{name} must be a whole number of rows (e.g. 5) or a time span with a unit such "
+            f"as 30s, 5min or 1h; got {raw!r}."
+        )
+        # pandas reads a number without a unit, such as "+5", as nanoseconds.
+        if not re.search(r"[A-Za-z]", raw):
+            raise ConfigurationError(usage)
         try:
             span = pd.Timedelta(raw)
-        except (ValueError, TypeError) as error:
+        except OutOfBoundsTimedelta as error:
             raise ConfigurationError(
-                f"{name} must be a whole number of rows (e.g. 5) or a time span such as "
-                f"30s, 5min or 1h; got {raw!r}."
+                f"{name} {raw!r} is longer than the longest time span supported, about "
+                f"{pd.Timedelta.max.days:,} days. Choose a shorter span."
             ) from error
+        except (ValueError, TypeError) as error:
+            raise ConfigurationError(usage) from error
         if pd.isna(span) or span <= pd.Timedelta(0):
             raise ConfigurationError(f"{name} must be a positive time span, got {raw!r}.")
         return cls(time=span)
@@ -76,7 +86,10 @@ class Span:
 
     def __str__(self) -> str:
         if self.time is not None:
-            seconds = int(self.time.total_seconds())
+            total = self.time.total_seconds()
+            seconds = int(total)
+            if seconds != total or seconds == 0:
+                return f"{total:g}s"  # under a second, or not whole seconds
             if seconds % 3600 == 0:
                 return f"{seconds // 3600}h"
             if seconds % 60 == 0:
@@ -98,9 +111,9 @@ class ScoringConfig:
     timezone : IANA zone name for timestamps without an offset (default UTC).
     window : rolling-mean window of |residual|, rows or a time span (default 5 rows).
     min_duration : shortest event, rows or a time span (default 1 row).
-    merge_gap : runs of anomalous rows this close are one event: at most this many rows
-        between them, or at most this long from the end of one to the start of the next.
-        None (the default) merges nothing.
+    merge_gap : runs of anomalous rows this close, on the same side of the prediction, are
+        one event: at most this many rows between them, or at most this long from the end of
+        one to the start of the next. None (the default) merges nothing.
     """
 
     target: str

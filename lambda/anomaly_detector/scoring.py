@@ -5,9 +5,10 @@ that row, taken over the scored rows in the window (rows that could not be score
 for nothing). Rows are ordered by timestamp when there is one (stable, so repeated times keep
 their input order), otherwise by position. An event is a maximal run of consecutive
 anomalous rows in that order; rows that could not be scored neither break nor extend a run.
-With a merge gap, runs that lie at most the gap apart are one event, gaps included: at most
-that many scored rows between them, or at most that long from the last anomalous row of one
-run to the first of the next. An event is reported when it lasts at least the minimum duration:
+With a merge gap, runs that lie at most the gap apart and deviate the same way (the target
+above its prediction in both, or below in both) are one event, gaps included: at most that
+many scored rows between them, or at most that long from the last anomalous row of one run
+to the first of the next. An event is reported when it lasts at least the minimum duration:
 that many scored rows from its first to its last row, or ``end - start`` at least that long
 for a time span. Merging comes first, so breaches interrupted by short dips can together
 last the minimum duration.
@@ -133,8 +134,8 @@ class Scorer:
     _tail_times: np.ndarray | None = None
     _tail_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     _open: Event | None = None
-    # With a merge gap: the last event that ended, kept until the next run shows whether it
-    # continues the event.
+    # With a merge gap: the last event that ended, kept until the next run ends and shows
+    # whether it continues the event.
     _ended: Event | None = None
     _places_seen: int = 0
     _last_time: pd.Timestamp | None = None
@@ -329,13 +330,6 @@ class Scorer:
                 self._open.extend(run)
                 run = self._open
                 self._open = None
-            elif self._ended is not None:
-                if self._within_gap(self._ended, run):
-                    self._ended.extend(run)
-                    run = self._ended
-                else:
-                    self._keep_if_long(self._ended)
-                self._ended = None
             if end == len(flags):
                 self._open = run  # may continue in the next chunk
             else:
@@ -396,14 +390,27 @@ class Scorer:
         drivers.sort(key=lambda d: -abs(d["deviation"]))
         return drivers[:MAX_DRIVERS]
 
-    def _end(self, event: Event) -> None:
-        """Handle a run that has ended: keep it for a later run to merge with, or judge it."""
-        if self.config.merge_gap is None:
-            self._keep_if_long(event)
-        else:
-            self._ended = event
+    def _end(self, run: Event) -> None:
+        """Handle a run that has ended: join it to the event before it, or judge that event.
 
-    def _within_gap(self, before: Event, after: Event) -> bool:
+        The decision waits for the run's end, when its direction is known, so that scoring in
+        chunks decides as scoring the whole input does.
+        """
+        if self.config.merge_gap is None:
+            self._keep_if_long(run)
+            return
+        before = self._ended
+        if before is not None and self._joins(before, run):
+            before.extend(run)
+            return
+        if before is not None:
+            self._keep_if_long(before)
+        self._ended = run
+
+    def _joins(self, before: Event, after: Event) -> bool:
+        """Return whether two runs lie within the merge gap and deviate the same way."""
+        if before.direction != after.direction:
+            return False
         gap = self.config.merge_gap
         if gap.is_time:
             return after.start_time - before.end_time <= gap.time

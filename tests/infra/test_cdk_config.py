@@ -200,6 +200,8 @@ INVALID_CASES = [
     ({"min_duration": "2h", "timestamp_column": ""}, ["min_duration", "timestamp_column"]),
     ({"merge_gap": "-1"}, ["merge_gap", "'0' (no merging)"]),
     ({"merge_gap": "1min", "timestamp_column": ""}, ["merge_gap", "timestamp_column"]),
+    ({"merge_gap": "1000000D"}, ["merge_gap", "longer than 365 days"]),
+    ({"window": "366D"}, ["window", "longer than 365 days"]),
     ({"timezone": "Mars/Olympus"}, ["timezone", "IANA time zone"]),
     ({"metrics_namespace": "AWS/Lambda"}, ["metrics_namespace", "reserved"]),
     ({"log_level": "VERBOSE"}, ["log_level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"]),
