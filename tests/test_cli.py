@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from anomaly_detector.cli import build_parser, main
+from anomaly_detector.errors import ConfigurationError
 from anomaly_detector.evaluation import runs
+from anomaly_detector.local_model import ModelCard
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 TRAIN = SAMPLE / "motor_train.csv"
@@ -481,3 +483,16 @@ def test_train_rejects_bad_merge_gap(tmp_path, capsys):
 
     assert main([*args, "--model-dir", str(tmp_path / "m")]) == 2
     assert "Use 0 to merge nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("card_format", "readable"), [(1, True), (2, True), (3, False)])
+def test_model_card_formats(model_dir, tmp_path, card_format, readable):
+    card = json.loads((model_dir / "model_card.json").read_text())
+    del card["merge_gap"]  # format 1 had no merge gap
+    (tmp_path / "model_card.json").write_text(json.dumps({**card, "format": card_format}))
+
+    if readable:
+        assert ModelCard.load(tmp_path).scoring_config().merge_gap is None
+    else:
+        with pytest.raises(ConfigurationError, match="reads formats 1, 2"):
+            ModelCard.load(tmp_path)

@@ -49,7 +49,10 @@ from .timestamps import parse_timestamps
 
 MODEL_FILE = "model.txt"
 CARD_FILE = "model_card.json"
-CARD_FORMAT = 1
+# Format 2 added merge_gap. Format 1 cards read as merge_gap "0", and an older version
+# rejects format 2 instead of detecting without the gap.
+CARD_FORMAT = 2
+READABLE_CARD_FORMATS = (1, 2)
 DEFAULT_VALIDATION_FRACTION = 0.2
 MIN_TRAINING_ROWS = 50
 # Threshold = this many times the validation RMSE, the product's default.
@@ -140,10 +143,11 @@ class ModelCard:
             raise ConfigurationError(
                 f"The model card {path} is not valid JSON: {error}."
             ) from error
-        if data.get("format") != CARD_FORMAT:
+        if data.get("format") not in READABLE_CARD_FORMATS:
             raise ConfigurationError(
                 f"The model card {path} has format {data.get('format')!r}; this version reads "
-                f"format {CARD_FORMAT}. Train the model again."
+                f"formats {', '.join(map(str, READABLE_CARD_FORMATS))}. Train the model again "
+                "with this version."
             )
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
