@@ -42,6 +42,7 @@ from moto.sagemakerruntime.models import sagemakerruntime_backends
 
 from anomaly_detector import handler
 from anomaly_detector.handler import DetectionService, lambda_handler
+from anomaly_detector.publishing import warning_message
 
 # pytest finds a fixture by its name in the test module, so the shared fixtures are bound here.
 aws_credentials = fixtures_handler.aws_credentials
@@ -959,9 +960,10 @@ def test_handle_detect_behind_proxy_resource():
 
 
 def test_merge_gap_joins_runs_into_one_event():
-    # Window 1, threshold 0.15: the sample's anomalous runs are rows 2-3, 9, 12-15 and 18.
-    # Two scored rows lie between 15 and 18, and both runs lie above the prediction. Row 9
-    # lies below it, so it stays apart from 12-15. Alone, no run lasts 5 rows.
+    # Window 1, threshold 0.15: the sample's anomalous runs are rows 2-3, 9, 12-15 and 18. Two
+    # scored rows lie between 9 and 12 and between 15 and 18; row 7 is not scored, so more
+    # than two lie between 3 and 9. Alone, no run lasts 5 rows. Row 9 lies below the
+    # prediction and the others above it.
     settings = {"WINDOW": "1", "THRESHOLD": "0.15", "MIN_DURATION": "5"}
 
     alone = parse_body(detect(load_event("post_csv"), **settings))
@@ -970,7 +972,8 @@ def test_merge_gap_joins_runs_into_one_event():
     assert alone["events"] == []
     assert alone["summary"]["merge_gap"] == "0"
     [event] = merged["events"]
-    assert (event["start_row"], event["end_row"], event["rows"]) == (12, 18, 5)
+    assert (event["start_row"], event["end_row"], event["rows"]) == (9, 18, 6)
+    assert event["direction"] == "both"
     assert merged["summary"]["merge_gap"] == "2"
     assert merged["summary"]["anomalous_rows"] == alone["summary"]["anomalous_rows"] == 8
 
@@ -981,3 +984,14 @@ def test_lambda_handler_bad_merge_gap_is_500(lambda_env):
     response = lambda_handler(load_event("post_csv"), FakeLambdaContext())
 
     assert_error(response, 500, "configuration_error", "MERGE_GAP", "Use 0 to merge nothing")
+
+
+def test_warning_text_of_event_on_both_sides():
+    # The merged event of test_merge_gap_joins_runs_into_one_event: rows 9 (below) to 18.
+    settings = {"WINDOW": "1", "THRESHOLD": "0.15", "MIN_DURATION": "5", "MERGE_GAP": "2"}
+    body = parse_body(detect(load_event("post_csv"), **settings))
+
+    _, text = warning_message(make_config(**settings), body["summary"], body["events"])
+
+    assert "target above and below prediction" in text
+    assert "mean residual" not in text

@@ -301,6 +301,5 @@ def test_scoring_in_chunks_equals_whole(series, window, min_duration, merge_gap)
         assert event.rows >= min_duration or merge_gap
         assert event.start_row <= event.peak_row <= event.end_row
     for before, after in zip(events, events[1:], strict=False):
-        # Runs closer than the merge gap and deviating the same way would have been one event.
-        if before.direction == after.direction:
-            assert place[after.start_row] - place[before.end_row] - 1 > merge_gap
+        # Runs closer than the merge gap would have been one event.
+        assert place[after.start_row] - place[before.end_row] - 1 > merge_gap

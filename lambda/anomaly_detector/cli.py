@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--merge-gap",
         default="0",
-        help="anomalous runs this close, on the same side of the prediction, are one event; "
-        "recorded as the default for detect: rows or a time span (default 0, no merging)",
+        help="anomalous runs this close are one event, recorded as the default for detect: "
+        "rows or a time span between them (default 0, no merging)",
     )
     train.add_argument(
         "--threshold-method",
@@ -293,8 +293,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--merge-gap",
         metavar="G",
-        help="anomalous runs at most G apart, on the same side of the prediction, are one "
-        "event: rows or a time span (0: none)",
+        help="anomalous runs at most G apart are one event: rows or a time span (0: none)",
     )
 
 
@@ -655,7 +654,12 @@ def _events_table(events: list[dict]):
 def _target_text(event: dict) -> str:
     """Say where the target lay against its prediction, in units of the normal error."""
     ratio = event.get("target_deviation")
-    text = event["direction"] if ratio is None else f"{event['direction']}, {abs(ratio):.1f}x error"
+    if event["direction"] == "both":
+        text = "above and below"  # a signed mean of both sides understates the deviation
+    elif ratio is None:
+        text = event["direction"]
+    else:
+        text = f"{event['direction']}, {abs(ratio):.1f}x error"
     if "target" not in event:
         return text
     others = ", ".join(other["target"] for other in event.get("other_targets") or [])

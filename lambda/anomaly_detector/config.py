@@ -111,9 +111,9 @@ class ScoringConfig:
     timezone : IANA zone name for timestamps without an offset (default UTC).
     window : rolling-mean window of |residual|, rows or a time span (default 5 rows).
     min_duration : shortest event, rows or a time span (default 1 row).
-    merge_gap : runs of anomalous rows this close, on the same side of the prediction, are
-        one event: at most this many rows between them, or at most this long from the end of
-        one to the start of the next. None (the default) merges nothing.
+    merge_gap : runs of anomalous rows this close are one event: at most this many rows
+        between them, or at most this long from the end of one to the start of the next.
+        None (the default) merges nothing.
     """
 
     target: str

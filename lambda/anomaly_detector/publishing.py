@@ -95,8 +95,8 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
         lines.append(
             f"Event {number}: {event['start']} to {event['end']} (first alarming window "
             f"from {event['onset']}), {event['rows']} rows, "
-            f"peak score {event['peak_score']:.4g}, target {event['direction']} prediction "
-            f"(mean residual {event['mean_residual']:+.4g}{_error_ratio(event)})"
+            f"peak score {event['peak_score']:.4g}, target {_side(event)} prediction"
+            f"{_mean_residual(event)}"
         )
         inputs = describe_inputs(event)
         if inputs:
@@ -108,9 +108,17 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
     return subject, "\n".join(lines)
 
 
-def _error_ratio(event: dict) -> str:
+def _side(event: dict) -> str:
+    return "above and below" if event["direction"] == "both" else event["direction"]
+
+
+def _mean_residual(event: dict) -> str:
+    """Give the mean residual and its ratio to the normal error, unless both sides mix in it."""
+    if event["direction"] == "both":
+        return ""
     ratio = event.get("target_deviation")
-    return "" if ratio is None else f", {abs(ratio):.1f} x the normal error"
+    ratio_text = "" if ratio is None else f", {abs(ratio):.1f} x the normal error"
+    return f" (mean residual {event['mean_residual']:+.4g}{ratio_text})"
 
 
 def publish_warning(

@@ -5,10 +5,11 @@ that row, taken over the scored rows in the window (rows that could not be score
 for nothing). Rows are ordered by timestamp when there is one (stable, so repeated times keep
 their input order), otherwise by position. An event is a maximal run of consecutive
 anomalous rows in that order; rows that could not be scored neither break nor extend a run.
-With a merge gap, runs that lie at most the gap apart and deviate the same way (the target
-above its prediction in both, or below in both) are one event, gaps included: at most that
-many scored rows between them, or at most that long from the last anomalous row of one run
-to the first of the next. An event is reported when it lasts at least the minimum duration:
+With a merge gap, runs that lie at most the gap apart are one event, gaps included. The gap
+is at most that many scored rows between them, or at most that long from the last anomalous
+row of one run to the first of the next. An event that joins runs above and below the
+prediction has the direction ``both``, since its mean residual sums deviations of opposite
+sign. An event is reported when it lasts at least the minimum duration:
 that many scored rows from its first to its last row, or ``end - start`` at least that long
 for a time span. Merging comes first, so breaches interrupted by short dips can together
 last the minimum duration.
@@ -63,10 +64,17 @@ class Event:
     # a merged event's length in rows counts the rows of its gaps.
     first_place: int = 0
     last_place: int = 0
+    # With a merge gap: the sides ("above", "below") of the runs joined into the event.
+    sides: set[str] = field(default_factory=set)
 
     @property
     def direction(self) -> str:
-        """``above`` when the target was above its prediction on average, else ``below``."""
+        """``above`` or ``below``: where the target lay against its prediction on average.
+
+        ``both`` when a merge gap joined runs on either side.
+        """
+        if len(self.sides) > 1:
+            return "both"
         return "above" if self.residual_sum >= 0 else "below"
 
     @property
@@ -134,8 +142,8 @@ class Scorer:
     _tail_times: np.ndarray | None = None
     _tail_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     _open: Event | None = None
-    # With a merge gap: the last event that ended, kept until the next run ends and shows
-    # whether it continues the event.
+    # With a merge gap: the last event that ended, kept until the next run shows whether it
+    # continues the event.
     _ended: Event | None = None
     _places_seen: int = 0
     _last_time: pd.Timestamp | None = None
@@ -393,14 +401,15 @@ class Scorer:
     def _end(self, run: Event) -> None:
         """Handle a run that has ended: join it to the event before it, or judge that event.
 
-        The decision waits for the run's end, when its direction is known, so that scoring in
-        chunks decides as scoring the whole input does.
+        The run's side is known only at its end, so the decision waits until then.
         """
         if self.config.merge_gap is None:
             self._keep_if_long(run)
             return
+        run.sides = {run.direction}
         before = self._ended
         if before is not None and self._joins(before, run):
+            before.sides |= run.sides
             before.extend(run)
             return
         if before is not None:
@@ -408,9 +417,7 @@ class Scorer:
         self._ended = run
 
     def _joins(self, before: Event, after: Event) -> bool:
-        """Return whether two runs lie within the merge gap and deviate the same way."""
-        if before.direction != after.direction:
-            return False
+        """Return whether two runs lie within the merge gap."""
         gap = self.config.merge_gap
         if gap.is_time:
             return after.start_time - before.end_time <= gap.time
