@@ -9,10 +9,10 @@ With a merge gap, runs that lie at most the gap apart are one event, gaps includ
 is at most that many scored rows between them, or at most that long from the last anomalous
 row of one run to the first of the next. An event that joins runs above and below the
 prediction has the direction ``both``, since its mean residual sums deviations of opposite
-sign. An event is reported when it lasts at least the minimum duration:
-that many scored rows from its first to its last row, or ``end - start`` at least that long
-for a time span. Merging comes first, so breaches interrupted by short dips can together
-last the minimum duration.
+sign. An event is reported when it lasts at least the minimum duration: that many scored
+rows from its first to its last row, or ``end - start`` at least that long for a time span.
+Merging comes first, so breaches interrupted by short dips can together last the minimum
+duration.
 
 An event's onset is the first scored row of the window whose score first crossed the
 threshold. The residuals that raised the alarm lie from the onset on, so the deviation began
@@ -401,7 +401,7 @@ class Scorer:
     def _end(self, run: Event) -> None:
         """Handle a run that has ended: join it to the event before it, or judge that event.
 
-        The run's side is known only at its end, so the decision waits until then.
+        Its side of the prediction is recorded here, when its residual sum is complete.
         """
         if self.config.merge_gap is None:
             self._keep_if_long(run)
