@@ -496,3 +496,17 @@ def test_model_card_formats(model_dir, tmp_path, card_format, readable):
     else:
         with pytest.raises(ConfigurationError, match="reads formats 1, 2"):
             ModelCard.load(tmp_path)
+
+
+@pytest.mark.parametrize("field", ["window", "min_duration", "merge_gap"])
+def test_detect_names_card_with_bad_setting(model_dir, tmp_path, capsys, field):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.txt").write_bytes((model_dir / "model.txt").read_bytes())
+    card = json.loads((model_dir / "model_card.json").read_text())
+    (model / "model_card.json").write_text(json.dumps({**card, field: "abc"}))
+
+    code = main(["detect", str(TEST), "--model-dir", str(model), "--out", str(tmp_path / "o")])
+
+    assert code == 2
+    assert f"{field} in {model / 'model_card.json'} must be" in capsys.readouterr().err

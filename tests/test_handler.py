@@ -995,3 +995,13 @@ def test_warning_text_of_event_on_both_sides():
 
     assert "target above and below prediction" in text
     assert "mean residual" not in text
+
+
+@pytest.mark.parametrize("name", ["WINDOW", "MIN_DURATION", "MERGE_GAP"])
+def test_lambda_handler_time_span_without_timestamps_is_500(lambda_env, name):
+    lambda_env(TIMESTAMP_COLUMN=None, **{name: "60s"})
+
+    response = lambda_handler(load_event("post_csv"), FakeLambdaContext())
+
+    assert_error(response, 500, "configuration_error", f"{name} is the time span '60s'")
+    assert "Set TIMESTAMP_COLUMN" in parse_body(response)["error"]["message"]

@@ -425,7 +425,7 @@ def _detect_setup(
 ):
     model_dir = model_dir if model_dir is not None else getattr(args, "model_dir", None)
     if model_dir is not None:
-        from .local_model import LocalModel
+        from .local_model import CARD_FILE, LocalModel
 
         model = LocalModel(model_dir)
         card = model.card
@@ -434,15 +434,23 @@ def _detect_setup(
                 f"--inputs {args.inputs} differ from the model's inputs {card.inputs}; leave "
                 "--inputs out with --model-dir."
             )
+        card_path = Path(model_dir) / CARD_FILE
+
+        def setting(option: str | None, field: str, flag: str) -> tuple[str, str]:
+            """Return the option's value, else the card's, with a name for error messages."""
+            if option:
+                return option, flag
+            return getattr(card, field), f"{field} in {card_path}"
+
         config = ScoringConfig(
             target=args.target or card.target,
             inputs=tuple(card.inputs),
             threshold=args.threshold if args.threshold is not None else card.threshold,
             timestamp_column=args.timestamp or card.timestamp_column,
             timezone=args.timezone or "UTC",
-            window=Span.parse(args.window or card.window, "--window"),
-            min_duration=Span.parse(args.min_duration or card.min_duration, "--min-duration"),
-            merge_gap=Span.parse_gap(args.merge_gap or card.merge_gap, "--merge-gap"),
+            window=Span.parse(*setting(args.window, "window", "--window")),
+            min_duration=Span.parse(*setting(args.min_duration, "min_duration", "--min-duration")),
+            merge_gap=Span.parse_gap(*setting(args.merge_gap, "merge_gap", "--merge-gap")),
         )
         if (
             card.threshold_method != "rmse"

@@ -212,6 +212,22 @@ class ServiceConfig:
         if threshold is None:
             threshold = 2.0 * rmse
 
+        # check: time spans need TIMESTAMP_COLUMN, named as the variables are
+        if not reader.text("TIMESTAMP_COLUMN", required=False):
+            for name in ("WINDOW", "MIN_DURATION", "MERGE_GAP"):
+                value = (env.get(name) or "").strip()
+                if not value or re.fullmatch(r"\d+", value):
+                    continue
+                try:
+                    is_time = Span.parse(value, name).is_time
+                except ConfigurationError:
+                    continue  # an invalid value gets its own message below
+                if is_time:
+                    raise ConfigurationError(
+                        f"{name} is the time span {value!r}, which needs timestamps. Set "
+                        f"TIMESTAMP_COLUMN, or give {name} as a number of rows."
+                    )
+
         scoring = reader.wrap(
             "scoring settings",
             lambda: ScoringConfig(
