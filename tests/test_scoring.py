@@ -247,7 +247,16 @@ def test_span_parse(text, rows, minutes):
         assert span.time == pd.Timedelta(minutes=minutes)
 
 
-@pytest.mark.parametrize(("text", "shown"), [("500ms", "0.5s"), ("1500ms", "1.5s"), ("1D", "24h")])
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("500ms", "500ms"),
+        ("1.5s", "1500ms"),
+        ("2500001us", "2500001us"),
+        ("90s", "90s"),
+        ("1D", "24h"),
+    ],
+)
 def test_span_text_parses_back(text, shown):
     span = Span.parse(text, "WINDOW")
 

@@ -86,15 +86,17 @@ class Span:
 
     def __str__(self) -> str:
         if self.time is not None:
-            total = self.time.total_seconds()
-            seconds = int(total)
-            if seconds != total or seconds == 0:
-                return f"{total:g}s"  # under a second, or not whole seconds
+            nanoseconds = self.time.value
+            if nanoseconds % 1_000_000_000:  # not whole seconds: the largest exact unit
+                for unit, size in (("ms", 1_000_000), ("us", 1_000), ("ns", 1)):
+                    if nanoseconds % size == 0:
+                        return f"{nanoseconds // size}{unit}"
+            seconds = nanoseconds // 1_000_000_000
             if seconds % 3600 == 0:
                 return f"{seconds // 3600}h"
             if seconds % 60 == 0:
                 return f"{seconds // 60}min"
-            return f"{self.time.total_seconds():g}s"
+            return f"{seconds}s"
         return str(self.rows)
 
 
