@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly_detector.cli import build_parser, main
+from anomaly_detector.cli import _target_text, build_parser, main
 from anomaly_detector.errors import ConfigurationError
 from anomaly_detector.evaluation import runs
 from anomaly_detector.local_model import ModelCard
@@ -510,3 +510,13 @@ def test_detect_names_card_with_bad_setting(model_dir, tmp_path, capsys, field):
 
     assert code == 2
     assert f"{field} in {model / 'model_card.json'} must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("direction", "text"),
+    [("above", "above, 2.5x error"), ("below", "below, 2.5x error"), ("both", "above and below")],
+)
+def test_event_table_direction_text(direction, text):
+    event = {"direction": direction, "target_deviation": -2.5 if direction == "below" else 2.5}
+
+    assert _target_text(event) == text

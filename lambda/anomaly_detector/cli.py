@@ -661,13 +661,13 @@ def _events_table(events: list[dict]):
 
 def _target_text(event: dict) -> str:
     """Say where the target lay against its prediction, in units of the normal error."""
+    from .scoring import describe_direction
+
     ratio = event.get("target_deviation")
-    if event["direction"] == "both":
-        text = "above and below"  # a signed mean of both sides understates the deviation
-    elif ratio is None:
-        text = event["direction"]
-    else:
-        text = f"{event['direction']}, {abs(ratio):.1f}x error"
+    text = describe_direction(event)
+    # A signed mean of both sides understates the deviation, so "both" shows no ratio.
+    if ratio is not None and event["direction"] != "both":
+        text = f"{text}, {abs(ratio):.1f}x error"
     if "target" not in event:
         return text
     others = ", ".join(other["target"] for other in event.get("other_targets") or [])

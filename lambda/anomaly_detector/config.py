@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import pandas as pd
@@ -214,21 +215,22 @@ class ServiceConfig:
         if threshold is None:
             threshold = 2.0 * rmse
 
+        spans = {}
+        for name, default, parse in (
+            ("WINDOW", DEFAULT_WINDOW, Span.parse),
+            ("MIN_DURATION", DEFAULT_MIN_DURATION, Span.parse),
+            ("MERGE_GAP", DEFAULT_MERGE_GAP, Span.parse_gap),
+        ):
+            text = env.get(name) or default
+            spans[name] = reader.wrap("scoring settings", partial(parse, text, name))
+        timestamp_column = reader.text("TIMESTAMP_COLUMN", required=False)
         # check: time spans need TIMESTAMP_COLUMN, named as the variables are
-        if not reader.text("TIMESTAMP_COLUMN", required=False):
-            for name in ("WINDOW", "MIN_DURATION", "MERGE_GAP"):
-                value = (env.get(name) or "").strip()
-                if not value or re.fullmatch(r"\d+", value):
-                    continue
-                try:
-                    is_time = Span.parse(value, name).is_time
-                except ConfigurationError:
-                    continue  # an invalid value gets its own message below
-                if is_time:
-                    raise ConfigurationError(
-                        f"{name} is the time span {value!r}, which needs timestamps. Set "
-                        f"TIMESTAMP_COLUMN, or give {name} as a number of rows."
-                    )
+        for name, span in spans.items():
+            if span is not None and span.is_time and not timestamp_column:
+                raise ConfigurationError(
+                    f"{name} is the time span {env[name].strip()!r}, which needs timestamps. "
+                    f"Set TIMESTAMP_COLUMN, or give {name} as a number of rows."
+                )
 
         scoring = reader.wrap(
             "scoring settings",
@@ -236,13 +238,11 @@ class ServiceConfig:
                 target=reader.text("TARGET_COLUMN"),
                 inputs=reader.names("INPUT_COLUMNS"),
                 threshold=threshold,
-                timestamp_column=reader.text("TIMESTAMP_COLUMN", required=False),
+                timestamp_column=timestamp_column,
                 timezone=reader.text("TIMEZONE", required=False) or "UTC",
-                window=Span.parse(env.get("WINDOW") or DEFAULT_WINDOW, "WINDOW"),
-                min_duration=Span.parse(
-                    env.get("MIN_DURATION") or DEFAULT_MIN_DURATION, "MIN_DURATION"
-                ),
-                merge_gap=Span.parse_gap(env.get("MERGE_GAP") or DEFAULT_MERGE_GAP, "MERGE_GAP"),
+                window=spans["WINDOW"],
+                min_duration=spans["MIN_DURATION"],
+                merge_gap=spans["MERGE_GAP"],
             ),
         )
         mode = (env.get("METRICS_MODE") or "emf").strip().lower()

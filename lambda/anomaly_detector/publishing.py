@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
 from .config import ServiceConfig
-from .scoring import describe_inputs
+from .scoring import describe_direction, describe_inputs
 
 SUBJECT_LIMIT = 99  # SNS subjects are at most 100 ASCII characters
 # SNS rejects messages over 256 KiB. The body lists at most this many events, each line
@@ -95,7 +95,7 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
         lines.append(
             f"Event {number}: {event['start']} to {event['end']} (first alarming window "
             f"from {event['onset']}), {event['rows']} rows, "
-            f"peak score {event['peak_score']:.4g}, target {_side(event)} prediction"
+            f"peak score {event['peak_score']:.4g}, target {describe_direction(event)} prediction"
             f"{_mean_residual(event)}"
         )
         inputs = describe_inputs(event)
@@ -106,10 +106,6 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
             f"... and {len(events) - MAX_LISTED_EVENTS} more events, listed in the API response."
         )
     return subject, "\n".join(lines)
-
-
-def _side(event: dict) -> str:
-    return "above and below" if event["direction"] == "both" else event["direction"]
 
 
 def _mean_residual(event: dict) -> str:

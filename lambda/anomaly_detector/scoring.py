@@ -475,6 +475,14 @@ class _Windows:
         return int(self.rows(np.array([first]))[0]), _timestamp(self.times, first)
 
 
+def describe_direction(event: dict) -> str:
+    """Name the event's side of the prediction for a warning or a table.
+
+    An event that joined runs on both sides reads "above and below".
+    """
+    return "above and below" if event["direction"] == "both" else event["direction"]
+
+
 def describe_inputs(event: dict) -> str:
     """Name the inputs of an event's drivers that moved notably, for a warning or a table."""
     drivers = event.get("drivers") or []
