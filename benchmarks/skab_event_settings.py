@@ -19,9 +19,9 @@ The chosen pair has the lowest FAR on the normal pieces among the pairs that mis
 the injected steps than a 30-s minimum without merging (the former setting). Ties go to the
 shorter minimum duration, then to the shorter gap.
 
-``--halves`` also checks the choice on pieces it did not see: it chooses on half of the
-pieces (the first or the last half, the even or the odd pieces) and prints the FAR of the
-chosen pair and of the former setting on the other half.
+``--halves`` also checks the choice on pieces it did not see. It chooses on half of the
+pieces (the first or the last half, the even or the odd pieces). Then it prints the FAR of
+the chosen pair and of the former setting on the other half.
 
 Usage: python benchmarks/skab_event_settings.py ../shared/datasets/skab [--steps SD ...]
        [--halves]
@@ -58,7 +58,6 @@ def piece_residuals(piece: pd.DataFrame, workdir: Path) -> dict:
     path = workdir / "piece.csv"  # scratch copy, deleted with workdir
     piece.assign(**{skab.LABEL: 0}).to_csv(path, sep=";", index=False)
     head = read_table(path, RowRange(0, skab.TRAIN_ROWS), text_columns=["datetime"])
-    settings = {k: v for k, v in skab.BENCHMARK_SETTINGS.items() if k == "threshold_method"}
     card = train(
         head,
         target=skab.FLOW,
@@ -66,21 +65,16 @@ def piece_residuals(piece: pd.DataFrame, workdir: Path) -> dict:
         model_dir=workdir / "model",
         timestamp_column="datetime",
         window=skab.BENCHMARK_SETTINGS["window"],
-        **settings,
+        threshold_method=skab.BENCHMARK_SETTINGS["threshold_method"],
     )
+    config = card.scoring_config()
     model = LocalModel(workdir / "model")
-    detect_file(
-        path,
-        card.scoring_config(),
-        model,
-        workdir / "out",
-        RowRange(skab.TRAIN_ROWS, None),
-    )
+    detect_file(path, config, model, workdir / "out", RowRange(skab.TRAIN_ROWS, None))
     scored = pd.read_csv(workdir / "out" / "scored.csv")
     return {
         "residual": scored["residual"].to_numpy(dtype=float),
         "times": pd.to_datetime(scored["timestamp"], utc=True),
-        "config": card.scoring_config(),
+        "config": config,
         "sd": float(head[skab.FLOW].astype(float).std(ddof=1)),
     }
 
@@ -100,36 +94,36 @@ def warned(piece: dict, residual: np.ndarray, min_duration: str, merge_gap: str)
 
 def measure(pieces: list[dict], steps: list[float]) -> list[dict]:
     """Return FAR on the normal pieces and MAR of the injected steps, per pair of settings."""
-    first, last = skab.INJECTED
-    table = []
-    for min_duration in MIN_DURATIONS:
-        for merge_gap in MERGE_GAPS:
-            false_rows = normal_rows = missed = fault_rows = 0
-            for piece in pieces:
-                flags = warned(piece, piece["residual"], min_duration, merge_gap)
-                false_rows += int(flags.sum())
-                normal_rows += len(flags)
-                for shift in (sign * step for step in steps for sign in (1, -1)):
-                    faulty = piece["residual"].copy()
-                    faulty[first:last] += shift * piece["sd"]
-                    flags = warned(piece, faulty, min_duration, merge_gap)
-                    missed += int((~flags[first:last]).sum())
-                    fault_rows += last - first
-            table.append(
-                {
-                    "min_duration": min_duration,
-                    "merge_gap": merge_gap,
-                    "far": false_rows / normal_rows,
-                    "mar": missed / fault_rows,
-                }
-            )
-    return table
+    return [
+        {
+            "min_duration": min_duration,
+            "merge_gap": merge_gap,
+            "far": normal_far(pieces, min_duration, merge_gap),
+            "mar": step_mar(pieces, steps, min_duration, merge_gap),
+        }
+        for min_duration in MIN_DURATIONS
+        for merge_gap in MERGE_GAPS
+    ]
 
 
 def normal_far(pieces: list[dict], min_duration: str, merge_gap: str) -> float:
     """Return the share of the pieces' scored rows that events with these settings cover."""
     flags = [warned(piece, piece["residual"], min_duration, merge_gap) for piece in pieces]
     return sum(int(f.sum()) for f in flags) / sum(len(f) for f in flags)
+
+
+def step_mar(pieces: list[dict], steps: list[float], min_duration: str, merge_gap: str) -> float:
+    """Return the share of the injected steps' rows that no event with these settings covers."""
+    first, last = skab.INJECTED
+    missed = fault_rows = 0
+    for piece in pieces:
+        for shift in (sign * step for step in steps for sign in (1, -1)):
+            faulty = piece["residual"].copy()
+            faulty[first:last] += shift * piece["sd"]
+            flags = warned(piece, faulty, min_duration, merge_gap)
+            missed += int((~flags[first:last]).sum())
+            fault_rows += last - first
+    return missed / fault_rows
 
 
 def print_halves(pieces: list[dict], steps: list[float]) -> None:
