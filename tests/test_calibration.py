@@ -333,17 +333,6 @@ def test_cli_threshold_factor_must_be_positive(tmp_path, capsys, factor):
     assert "expected a positive number" in capsys.readouterr().err
 
 
-def test_train_rejects_threshold_factor_zero(tmp_path):
-    with pytest.raises(ConfigurationError, match="threshold factor must be a positive number"):
-        train(
-            _machine(300, seed=4),
-            target="temperature",
-            inputs=["speed", "load"],
-            model_dir=tmp_path,
-            threshold_factor=0.0,
-        )
-
-
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
@@ -353,6 +342,16 @@ def test_train_rejects_threshold_factor_zero(tmp_path):
         ({"min_duration": "5min"}, ConfigurationError, "minimum duration 5min is a time span"),
         ({"merge_gap": "1min"}, ConfigurationError, "merge gap 1min is a time span"),
         ({"merge_gap": "later"}, ConfigurationError, "Use 0 to merge nothing"),
+        (
+            {"threshold_factor": 0.0},
+            ConfigurationError,
+            "threshold factor must be a positive number",
+        ),
+        (
+            {"threshold_method": "extreme", "cv_folds": 2},
+            ConfigurationError,
+            "needs at least 3 folds; got --cv-folds 2",
+        ),
         ({"threshold_method": "calibrated", "window": "500"}, RequestError, "full window of 500"),
     ],
 )
@@ -580,18 +579,6 @@ def test_cli_closed_pipe_ends_quietly(tmp_path):
     )
 
     assert "Traceback" not in done.stderr
-
-
-def test_extreme_needs_three_folds(tmp_path):
-    with pytest.raises(ConfigurationError, match="needs at least 3 folds; got --cv-folds 2"):
-        train(
-            _machine(300, seed=1),
-            target="temperature",
-            inputs=["speed", "load"],
-            model_dir=tmp_path,
-            threshold_method="extreme",
-            cv_folds=2,
-        )
 
 
 @pytest.mark.parametrize(
