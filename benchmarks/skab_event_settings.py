@@ -54,7 +54,7 @@ BASELINE = ("30s", "0")
 
 
 def piece_residuals(piece: pd.DataFrame, workdir: Path) -> dict:
-    """Train the flow model on a piece's first rows; return its scored residuals and card."""
+    """Train the flow model on a piece's first rows and return its scored residuals and card."""
     path = workdir / "piece.csv"  # scratch copy, deleted with workdir
     piece.assign(**{skab.LABEL: 0}).to_csv(path, sep=";", index=False)
     head = read_table(path, RowRange(0, skab.TRAIN_ROWS), text_columns=["datetime"])
@@ -80,7 +80,7 @@ def piece_residuals(piece: pd.DataFrame, workdir: Path) -> dict:
 
 
 def warned(piece: dict, residual: np.ndarray, min_duration: str, merge_gap: str) -> np.ndarray:
-    """Run the product's scorer with one pair of settings; flag the rows its events cover."""
+    """Run the product's scorer with one pair of settings and flag the rows its events cover."""
     config = replace(
         piece["config"],
         min_duration=Span.parse(min_duration, "min_duration"),
@@ -177,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
 
     files = skab.normal_files(args.root)
     if not files:
-        print(f"error: no unlabelled files under {args.root}", file=sys.stderr)
+        print(
+            f"error: no unlabelled files under {args.root}. Add a run of normal operation "
+            "without the label column, such as SKAB's anomaly-free.csv.",
+            file=sys.stderr,
+        )
         return 2
     pieces = []
     try:
@@ -189,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
     if not pieces:
-        print(f"error: no unlabelled file under {args.root} is a whole piece long", file=sys.stderr)
+        print(
+            f"error: no unlabelled file under {args.root} has {skab.PIECE_ROWS:,} rows, the "
+            "length of one piece. Add a longer run of normal operation.",
+            file=sys.stderr,
+        )
         return 2
 
     table = measure(pieces, args.steps)

@@ -53,7 +53,7 @@ def test_event_settings_table_and_halves(tmp_path, capsys):
     pairs = [line.split() for line in lines[2:44]]
     assert len(pairs) == len(settings.MIN_DURATIONS) * len(settings.MERGE_GAPS)
     assert sum(line.endswith("<- chosen") for line in lines) == 1
-    # The synthetic flow follows the current exactly, so a 5-sd step is found in full.
+    # The synthetic flow follows the current closely, so a 5-sd step is found in full.
     former = next(p for p in pairs if p[:2] == ["30s", "0"])
     assert former[3] == "0.00%"
     assert [line.split()[0] for line in lines[45:]] == ["first", "last", "even", "odd"]
