@@ -18,6 +18,7 @@ help:
 	@echo "make test   run the whole test suite (sets up everything it needs)"
 	@echo "make synth  synthesize the CDK app into cdk.out/ (offline, no credentials)"
 	@echo "make lint   ruff on the code"
+	@echo "make skab   the SKAB benchmark on SKAB=$(SKAB) (see benchmarks/README.md)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,15 @@ $(VENV)/.stamp-bench: pyproject.toml | $(PY)
 .PHONY: bench
 bench: $(VENV)/.stamp-bench
 	$(PY) -m benchmarks.run_all
+
+# The SKAB benchmark (issue 5) on every labelled file under SKAB; the data set is GPL-3 and
+# is read from there, never copied. SKAB_OPTIONS passes more options, such as --normal-runs.
+SKAB ?= ../shared/datasets/skab
+SKAB_OPTIONS ?=
+
+.PHONY: skab
+skab: $(VENV)/.stamp-local
+	$(PY) benchmarks/skab.py "$(SKAB)" $(SKAB_OPTIONS)
 
 # Fuzzing, about 10 minutes: atheris (coverage-guided) drives the request path for
 # FUZZ_SECONDS, seeded with the hostile-input corpus, then the property tests run with 1,500

@@ -54,31 +54,63 @@ for 300 scored rows, and reports per channel what the detectors find.
 Usage: python benchmarks/skab.py ../shared/datasets/skab [--json PATH] [--markdown PATH]
        [--target COLUMN ... [--threshold-factor COLUMN=F ...]] [--product-defaults]
        [--normal-runs] [--injected-faults SD] [--choose-factors]
+
+Exit status: 0; 1 when some files could not be run (they are listed and not pooled); 2 when
+no file runs or an option is wrong.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
+import importlib.util
+import os
 import sys
-import tempfile
-import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# Packages of the project's environment (the `local` extra) that the benchmark imports.
+_NEEDED = ("pandas", "lightgbm", "anomaly_detector")
 
-from anomaly_detector.batch import (
+
+def _use_project_venv() -> None:
+    """Run this script again with the project's .venv when another Python started it.
+
+    So ``python benchmarks/skab.py FOLDER`` works with any ``python`` once ``make demo``
+    has set up .venv.
+    """
+    missing = [name for name in _NEEDED if importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    venv = Path(__file__).resolve().parents[1] / ".venv"
+    python = venv / "bin" / "python"
+    if python.exists() and Path(sys.prefix).resolve() != venv.resolve():
+        os.execv(python, [str(python), *sys.argv])
+    sys.exit(
+        f"error: this Python ({sys.executable}) lacks {', '.join(missing)}. Run `make demo` "
+        "once to set up .venv, then `make skab` or `.venv/bin/python benchmarks/skab.py FOLDER`."
+    )
+
+
+if __name__ == "__main__":
+    _use_project_venv()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shlex  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from anomaly_detector.batch import (  # noqa: E402
     RowRange,
     detect_file,
     detect_targets,
     read_table,
     target_folder,
 )
-from anomaly_detector.errors import DetectorError, RequestError
-from anomaly_detector.evaluation import (
+from anomaly_detector.errors import DetectorError, RequestError  # noqa: E402
+from anomaly_detector.evaluation import (  # noqa: E402
     ChangepointCounts,
     count_changepoints,
     evaluate,
@@ -86,7 +118,12 @@ from anomaly_detector.evaluation import (
     flag_changes,
     nab_scores,
 )
-from anomaly_detector.local_model import LocalModel, default_inputs, train
+from anomaly_detector.local_model import (  # noqa: E402
+    LocalModel,
+    ModelCard,
+    default_inputs,
+    train,
+)
 
 TRAIN_ROWS = 400
 # A typical SKAB experiment's length, used to cut long normal runs into experiment-sized pieces.
@@ -151,7 +188,7 @@ def normal_files(root: Path, labelled: list[Path] | None = None) -> list[Path]:
 def normal_pieces(path: Path) -> list[tuple[str, pd.DataFrame]]:
     """Cut a normal run into experiment-sized pieces, named by file and rows."""
     frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
-    name = "/".join(path.parts[-2:])
+    name = _short(path)
     return [
         (f"{name} rows {first}-{first + PIECE_ROWS - 1}", frame.iloc[first : first + PIECE_ROWS])
         for first in range(0, len(frame) - PIECE_ROWS + 1, PIECE_ROWS)
@@ -221,14 +258,7 @@ def choose_factors(path: Path, workdir: Path, settings: dict) -> dict[str, float
         head = read_table(piece_path, RowRange(0, TRAIN_ROWS), text_columns=["datetime"])
         for channel, factors in quiet.items():
             model_dir = workdir / "model"
-            card = train(
-                head,
-                target=channel,
-                inputs=default_inputs(head, channel, NOT_INPUTS, "datetime"),
-                model_dir=model_dir,
-                timestamp_column="datetime",
-                **settings,
-            )
+            card = train_target(head, channel, model_dir, settings)
             model = LocalModel(model_dir)
             for factor in sorted(factors):
                 config = replace(card.scoring_config(), threshold=card.threshold * factor)
@@ -253,7 +283,7 @@ def print_chosen_factors(root: Path, files: list[Path], settings: dict) -> int:
         except DetectorError as error:
             print(f"error: {path}: {error}", file=sys.stderr)
             return 2
-        print(f"{'/'.join(path.parts[-2:])}: smallest factor without an event, and the factor")
+        print(f"{_short(path)}: smallest factor without an event, and the factor")
         print("with a margin (1 stays 1, any other is doubled)")
         for channel, factor in chosen.items():
             if factor is None:
@@ -286,28 +316,52 @@ def _natural_key(path: Path) -> tuple:
     return (str(path.parent), int(path.stem) if path.stem.isdigit() else 10**9, path.stem)
 
 
+def train_target(
+    head: pd.DataFrame, target: str, model_dir: Path, settings: dict, factor: float = 1.0
+) -> ModelCard:
+    """Train a model of one channel from all the others on a file's training rows."""
+    return train(
+        head,
+        target=target,
+        inputs=default_inputs(head, target, NOT_INPUTS, "datetime"),
+        model_dir=model_dir,
+        timestamp_column="datetime",
+        threshold_factor=factor,
+        **settings,
+    )
+
+
 def run_file(path: Path, targets: dict[str, float], workdir: Path, settings: dict) -> dict:
     """Train one model per target on the first 400 rows, detect on the rest, and count.
 
     A row counts as detected when any target's event covers it: the rows an operator with
-    one detector per target is warned about.
+    one detector per target is warned about. A target whose model cannot be trained on this
+    file (a channel that is missing, or constant in the training rows) gets no detector here,
+    as a user would deploy none; ``left_out`` gives the reason. When no target can be
+    trained, the file fails.
     """
-    head = read_table(path, RowRange(0, TRAIN_ROWS), text_columns=["datetime"])
-    models, thresholds = [], {}
+    first = read_table(path, RowRange(0, TRAIN_ROWS + 1), text_columns=["datetime"])
+    if len(first) <= TRAIN_ROWS:
+        raise RequestError(
+            f"only {len(first)} data row{'' if len(first) == 1 else 's'}. SKAB's protocol trains on the first {TRAIN_ROWS} "
+            f"and scores the rest, so a file needs more than {TRAIN_ROWS}."
+        )
+    head = first.iloc[:TRAIN_ROWS]
+    models, thresholds, left_out = [], {}, {}
     for target, factor in targets.items():
         model_dir = workdir / "model" / target_folder(target)
-        inputs = default_inputs(head, target, NOT_INPUTS, "datetime")
-        card = train(
-            head,
-            target=target,
-            inputs=inputs,
-            model_dir=model_dir,
-            timestamp_column="datetime",
-            threshold_factor=factor,
-            **settings,
-        )
+        try:
+            card = train_target(head, target, model_dir, settings, factor)
+        except DetectorError as error:
+            left_out[target] = error.message
+            continue
         models.append((card.scoring_config(), LocalModel(model_dir)))
         thresholds[target] = card.threshold
+    if not models:
+        raise RequestError(
+            "no target could be trained: "
+            + "; ".join(f"{target}: {message}" for target, message in left_out.items())
+        )
     out = workdir / "out"
     results, _ = detect_targets(path, models, out, rows=RowRange(TRAIN_ROWS, None))
     flags = None
@@ -324,6 +378,7 @@ def run_file(path: Path, targets: dict[str, float], workdir: Path, settings: dic
         "file": str(path),
         **result.to_dict(),
         "thresholds": thresholds,
+        "left_out": left_out,
         "events_by_target": {item.target: len(item.result.events) for item in results},
         "changepoints": asdict(changepoints),
     }
@@ -366,6 +421,7 @@ def markdown(
     seconds: float,
     settings: dict,
     normal: list[dict] | None = None,
+    failed: list[dict] = (),
 ) -> str:
     lines = [
         "# SKAB results",
@@ -387,16 +443,28 @@ def markdown(
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        name = "/".join(Path(r["file"]).parts[-2:])
+        name = _short(r["file"])
         f1 = "n/a" if r["f1"] is None else f"{r['f1']:.3f}"
         lines.append(
             f"| {name} | {r['rows']} | {f1} | {_percent(r['far'])} | {_percent(r['mar'])} | "
             f"{r['detected_labelled_events']}/{r['labelled_events']} | {r['false_runs']} | "
             f"{_by_target(r)} |"
         )
+    left_out = [(r, t, m) for r in results for t, m in r["left_out"].items()]
+    if left_out:
+        lines += ["", "Detectors left out (their model could not be trained on the file):", ""]
+        lines += [f"- {_short(r['file'])}, {target}: {message}" for r, target, message in left_out]
+    if failed:
+        lines += ["", f"## Files that failed ({len(failed)}, not pooled)", ""]
+        lines += [f"- {_short(f['file'])}: {f['error']}" for f in failed]
     if normal is not None:
         lines += _normal_markdown(normal)
     return "\n".join(lines) + "\n"
+
+
+def _short(path: str | Path) -> str:
+    """Name a file by its folder and name, as SKAB's files are (valve1/3.csv)."""
+    return "/".join(Path(path).parts[-2:])
 
 
 def _injected_markdown(injected: dict[str, list[dict]], size: float) -> list[str]:
@@ -556,22 +624,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {option}: the folder {path.parent} does not exist", file=sys.stderr)
             return 2
     started = time.monotonic()
-    results = []
+    results, failed = [], []
     print(f"{'file':<28} {'rows':>6} {'F1':>6} {'FAR':>8} {'MAR':>8}")
     for path in files:
+        name = _short(path)
         try:
             with tempfile.TemporaryDirectory() as workdir:
                 result = run_file(path, targets, Path(workdir), settings)
         except DetectorError as error:
+            # One unusable file must not cost the figures of the others. It is listed with
+            # its reason and left out of the pooled figures, and the exit status is 1.
             print(f"error: {path}: {error}", file=sys.stderr)
-            return 2
+            failed.append({"file": str(path), "error": error.message})
+            continue
         results.append(result)
-        name = "/".join(path.parts[-2:])
+        for target, message in result["left_out"].items():
+            print(f"note: {name}: no {target} detector: {message}", file=sys.stderr)
         f1 = "n/a" if result["f1"] is None else f"{result['f1']:.3f}"
         print(
             f"{name:<28} {result['rows']:>6} {f1:>6} {_percent(result['far']):>8} "
             f"{_percent(result['mar']):>8}"
         )
+    if not results:
+        print(f"error: none of the {len(files)} labelled files could be run", file=sys.stderr)
+        return 2
     total = pooled(results)
     normal = None
     if args.normal_runs:
@@ -605,16 +681,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"changepoint score (NAB): {_nab_text(total['nab'])}")
     if normal is not None:
         print(f"normal runs: FAR {_percent(pooled(normal)['far'])} over {len(normal)} pieces")
+    if failed:
+        print(
+            f"error: {len(failed)} of {len(files)} files failed and are not pooled: "
+            + ", ".join(_short(f["file"]) for f in failed),
+            file=sys.stderr,
+        )
 
     command = "python benchmarks/skab.py " + " ".join(
         shlex.quote(a) for a in (argv or sys.argv[1:])
     )
-    args.markdown.write_text(markdown(results, total, command, seconds, recorded_settings, normal))
+    args.markdown.write_text(
+        markdown(results, total, command, seconds, recorded_settings, normal, failed)
+    )
     if injected is not None:
         with args.markdown.open("a") as page:
             page.write("\n".join(_injected_markdown(injected, args.injected_faults)) + "\n")
     if args.json:
-        document = {**total, "per_file": results}
+        document = {**total, "per_file": results, "failed": failed}
         if normal is not None:
             document["normal_runs"] = {"far": pooled(normal)["far"], "per_piece": normal}
         if injected is not None:
@@ -623,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
                 "per_channel": {c: pooled(runs) for c, runs in injected.items()},
             }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

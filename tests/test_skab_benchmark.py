@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,11 +147,16 @@ def test_skab_normal_runs_pieces(tmp_path, capsys):
 
 def test_skab_reports_unusable_file(tmp_path, capsys):
     (tmp_path / "valve1").mkdir()
-    (tmp_path / "valve1" / "1.csv").write_text("datetime;x;anomaly\n2020-01-01 00:00:00;1;0\n")
+    times = pd.date_range("2020-01-01", periods=500, freq="1s").strftime("%Y-%m-%d %H:%M:%S")
+    pd.DataFrame({"datetime": times, "x": range(500), "anomaly": 0}).to_csv(
+        tmp_path / "valve1" / "1.csv", sep=";", index=False
+    )
 
     assert skab.main([str(tmp_path), "--markdown", str(tmp_path / "r.md")]) == 2
 
-    assert "Missing training column 'Volume Flow RateRMS'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no target could be trained: Volume Flow RateRMS: Missing training column" in err
+    assert "Thermocouple: Missing training column 'Thermocouple'" in err
 
 
 def test_skab_rejects_missing_output_folder(tmp_path, capsys):
@@ -367,3 +374,102 @@ def test_skab_rejects_a_file_that_is_not_utf8(tmp_path, capsys):
     assert skab.main([str(tmp_path)]) == 2
 
     assert "is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_skab_constant_training_channel(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    run = tmp_path / "other" / "1.csv"
+    _pump_run(run, slice(700, 900))
+    frame = pd.read_csv(run, sep=";")
+    frame.loc[: skab.TRAIN_ROWS - 1, "Voltage"] = 230.0
+    frame.to_csv(run, sep=";", index=False)
+    out, page = tmp_path / "r.json", tmp_path / "r.md"
+
+    code = skab.main([str(tmp_path), "--json", str(out), "--markdown", str(page)])
+
+    assert code == 0
+    result = json.loads(out.read_text())["per_file"][0]
+    assert list(result["left_out"]) == ["Voltage"]
+    assert "Voltage" not in result["events_by_target"]
+    assert "Voltage" not in result["thresholds"]
+    # The other six detectors still run, and the pressure detector finds the fault.
+    assert result["events_by_target"]["Pressure"] == 1
+    assert result["fn"] == 0
+    assert "other/1.csv, Voltage: The validation error is zero" in page.read_text()
+    assert "note: other/1.csv: no Voltage detector" in capsys.readouterr().err
+
+
+def test_skab_one_failed_file(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
+    _pump_run(tmp_path / "other" / "2.csv", slice(0, 0), rows=skab.TRAIN_ROWS)
+    out, page = tmp_path / "r.json", tmp_path / "r.md"
+
+    code = skab.main([str(tmp_path), "--json", str(out), "--markdown", str(page)])
+
+    assert code == 1
+    result = json.loads(out.read_text())
+    assert [Path(r["file"]).name for r in result["per_file"]] == ["1.csv"]
+    assert result["files"] == 1
+    assert result["tp"] == result["per_file"][0]["tp"] > 0
+    assert [Path(f["file"]).name for f in result["failed"]] == ["2.csv"]
+    assert "only 400 data rows" in result["failed"][0]["error"]
+    assert "## Files that failed (1, not pooled)" in page.read_text()
+    err = capsys.readouterr().err
+    assert "1 of 2 files failed and are not pooled: other/2.csv" in err
+
+
+def test_skab_fails_when_no_file_runs(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(0, 0), rows=300)
+
+    assert skab.main([str(tmp_path), "--markdown", str(tmp_path / "r.md")]) == 2
+
+    assert "none of the 1 labelled files could be run" in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
+
+
+def _copy_of_script(tmp_path: Path) -> Path:
+    """benchmarks/skab.py copied into a checkout-like folder of its own, with no .venv yet."""
+    script = tmp_path / "checkout" / "benchmarks" / "skab.py"
+    script.parent.mkdir(parents=True)
+    shutil.copy(Path(skab.__file__), script)
+    return script
+
+
+def test_skab_script_reruns_itself_with_the_project_venv(tmp_path):
+    script = _copy_of_script(tmp_path)
+    # A stand-in for the venv's Python that shows what it was started with.
+    python = tmp_path / "checkout" / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text('#!/bin/sh\necho "venv python got: $*"\n')
+    python.chmod(0o755)
+
+    # -S leaves out site-packages, so the packages the script needs are not found.
+    done = subprocess.run(
+        [sys.executable, "-S", str(script), "data", "--json", "r.json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"venv python got: {script} data --json r.json\n"
+
+
+def test_skab_script_without_venv(tmp_path):
+    script = _copy_of_script(tmp_path)
+
+    done = subprocess.run(
+        [sys.executable, "-S", str(script), "data"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert "lacks pandas, lightgbm, anomaly_detector" in done.stderr
+    assert "Run `make demo` once to set up .venv" in done.stderr
+    assert "Traceback" not in done.stderr
