@@ -308,6 +308,22 @@ def test_train_rejects_input_column_with_text_cell(tmp_path, capsys):
     assert "--exclude 'motor_speed'" in message
 
 
+def test_detect_rejects_row_with_extra_field(model_dir, tmp_path, capsys):
+    data = tmp_path / "test.csv"
+    lines = TEST.read_text().splitlines()
+    lines[120] += ",7"  # the 120th data row gets one field more than the header
+    data.write_text("\n".join(lines) + "\n")
+
+    code = main(["detect", str(data), "--model-dir", str(model_dir), "--out", str(tmp_path)])
+
+    assert code == 2
+    message = capsys.readouterr().err
+    assert f"{data} cannot be parsed" in message
+    assert "Expected 6 fields in line 121, saw 7" in message
+    assert "Give every row one field per header column (delimiter ',')" in message
+    assert "Traceback" not in message
+
+
 def _train_card(tmp_path: Path, frame: pd.DataFrame) -> dict:
     """Train with the default inputs on ``frame`` and return the model card."""
     data = tmp_path / "train.csv"

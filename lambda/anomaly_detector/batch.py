@@ -111,11 +111,19 @@ def iter_file_chunks(
         skip_blank_lines=True,
     )
     with reader:
-        for chunk in reader:
-            if drop_index:
-                chunk = chunk.iloc[:, 1:]
-            chunk.columns = names[1:] if drop_index else names
-            yield chunk
+        try:
+            for chunk in reader:
+                if drop_index:
+                    chunk = chunk.iloc[:, 1:]
+                chunk.columns = names[1:] if drop_index else names
+                yield chunk
+        except pd.errors.ParserError as error:
+            # pandas names the line (counted from 1, header included) and the field counts.
+            raise RequestError(
+                f"{path} cannot be parsed: {str(error).strip()}. Give every row one field per "
+                f"header column (delimiter {delimiter!r}), and quote fields that contain the "
+                "delimiter."
+            ) from error
 
 
 def read_table(path: Path, rows: RowRange, text_columns: list[str] = ()) -> pd.DataFrame:
