@@ -49,11 +49,13 @@ Their FAR is reported apart from the pooled figures.
 
 ``--injected-faults SD`` imitates fault kinds that the labelled files lack: in each
 normal piece it adds a step of SD training standard deviations to one channel at a time,
-for 300 scored rows, and reports per channel what the detectors find.
+for 300 scored rows, and reports per channel what the detectors find. ``--fault-shape``
+makes it a ramp rising to SD instead, or zero-mean noise of standard deviation SD.
 
 Usage: python benchmarks/skab.py ../shared/datasets/skab [--json PATH] [--markdown PATH]
        [--target COLUMN ... [--threshold-factor COLUMN=F ...]] [--product-defaults]
-       [--normal-runs] [--injected-faults SD] [--choose-factors]
+       [--normal-runs] [--injected-faults SD [--fault-shape step|ramp|noise]]
+       [--choose-factors]
 
 Exit status: 0; 1 when some files could not be run (they are listed and not pooled); 2 when
 no file runs or an option is wrong.
@@ -93,11 +95,12 @@ if __name__ == "__main__":
     _use_project_venv()
 
 import argparse  # noqa: E402
+import csv  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import asdict, replace  # noqa: E402
+from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -106,6 +109,7 @@ from anomaly_detector.batch import (  # noqa: E402
     RowRange,
     detect_file,
     detect_targets,
+    read_header,
     read_table,
     target_folder,
 )
@@ -130,6 +134,7 @@ TRAIN_ROWS = 400
 PIECE_ROWS = 1150
 # Scored rows of a normal piece that --injected-faults shifts: five minutes from minute five.
 INJECTED = (300, 600)
+FAULT_SHAPES = ("step", "ramp", "noise")
 LABEL = "anomaly"
 CHANGEPOINT = "changepoint"
 NOT_INPUTS = ["anomaly", "changepoint"]
@@ -160,34 +165,56 @@ BENCHMARK_SETTINGS = {
 PRODUCT_DEFAULTS = {"window": "5", "min_duration": "1", "threshold_method": "rmse"}
 
 
-def experiment_files(root: Path) -> list[Path]:
-    """Return the CSV files under root that carry the label column, in a stable order."""
-    files = []
-    for path in sorted(root.rglob("*.csv"), key=_natural_key):
+@dataclass
+class FoundFiles:
+    """The CSV files under a folder, by what the benchmark does with them, in a stable order."""
+
+    labelled: list[Path] = field(default_factory=list)  # experiments: they have the label
+    unlabelled: list[Path] = field(default_factory=list)  # runs of normal operation
+    # Files whose header cannot be read, or whose label column is misnamed: file, error.
+    unreadable: list[dict] = field(default_factory=list)
+
+
+def find_files(root: Path) -> FoundFiles:
+    """Sort the files under root named *.csv (any case) by their header, as the product reads it."""
+    found = FoundFiles()
+    paths = (p for p in root.rglob("*") if p.suffix.lower() == ".csv" and p.is_file())
+    for path in sorted(paths, key=_natural_key):
         try:
-            with path.open(encoding="utf-8-sig") as lines:
-                header = lines.readline()
-        except UnicodeDecodeError as error:
-            raise RequestError(
-                f"{path} is not UTF-8 text; SKAB files are. Remove it from {root}."
-            ) from error
-        if LABEL in [name.strip() for name in header.replace(",", ";").split(";")]:
-            files.append(path)
-    return files
+            _, names = read_header(path)
+        except DetectorError as error:
+            found.unreadable.append({"file": str(path), "error": error.message})
+            continue
+        except OSError as error:
+            found.unreadable.append({"file": str(path), "error": f"cannot be read: {error}"})
+            continue
+        misnamed = [name for name in names if name.strip().casefold() == LABEL]
+        if LABEL in names:
+            found.labelled.append(path)
+        elif misnamed:
+            found.unreadable.append(
+                {
+                    "file": str(path),
+                    "error": f"its label column is named {misnamed[0]!r}. SKAB's protocol reads "
+                    f"{LABEL!r}: rename the column.",
+                }
+            )
+        else:
+            found.unlabelled.append(path)
+    return found
 
 
-def normal_files(root: Path, labelled: list[Path] | None = None) -> list[Path]:
-    """Return the CSV files under root without the label column: runs of normal operation.
-
-    ``labelled`` is what experiment_files returned for root, when the caller has it.
-    """
-    labelled = set(experiment_files(root) if labelled is None else labelled)
-    return [p for p in sorted(root.rglob("*.csv"), key=_natural_key) if p not in labelled]
+def normal_files(root: Path) -> list[Path]:
+    """Return the CSV files under root without the label column: runs of normal operation."""
+    return find_files(root).unlabelled
 
 
 def normal_pieces(path: Path) -> list[tuple[str, pd.DataFrame]]:
     """Cut a normal run into experiment-sized pieces, named by file and rows."""
-    frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+    try:
+        frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+    except (pd.errors.ParserError, csv.Error, ValueError) as error:
+        raise RequestError(f"{path} cannot be read as a normal run: {error}") from error
     name = _short(path)
     return [
         (f"{name} rows {first}-{first + PIECE_ROWS - 1}", frame.iloc[first : first + PIECE_ROWS])
@@ -216,25 +243,47 @@ def _run_piece(name: str, piece: pd.DataFrame, targets: dict[str, float], settin
     return {**result, "file": name}
 
 
-def run_injected_faults(
-    pieces: list[tuple[str, pd.DataFrame]], targets: dict[str, float], settings: dict, size: float
-) -> dict[str, list[dict]]:
-    """Add a step to one channel at a time in each normal piece and run the protocol.
+def fault_values(shape: str, size: float, rows: int, seed: int = 0) -> np.ndarray:
+    """Return what a fault of ``shape`` adds to a channel, in its training standard deviations.
 
-    The step is ``size`` standard deviations of the channel's training rows, and it lasts
-    from the 300th to the 599th scored row, which are labelled anomalous. It imitates fault
-    kinds that the labelled files lack: a fault that shows in one channel only.
+    ``step``: ``size`` on every row. ``ramp``: rising evenly from ``size / rows`` to ``size``,
+    as a fault that grows (a widening leak). ``noise``: zero-mean Gaussian noise with standard
+    deviation ``size``, as a machine that runs rough without moving its mean (seeded).
     """
+    if shape == "step":
+        return np.full(rows, size)
+    if shape == "ramp":
+        return size * np.arange(1, rows + 1) / rows
+    if shape == "noise":
+        return size * np.random.default_rng(seed).normal(0.0, 1.0, rows)
+    raise ValueError(f"unknown fault shape {shape!r}; expected one of {', '.join(FAULT_SHAPES)}")
+
+
+def run_injected_faults(
+    pieces: list[tuple[str, pd.DataFrame]],
+    targets: dict[str, float],
+    settings: dict,
+    size: float,
+    shape: str = "step",
+) -> dict[str, list[dict]]:
+    """Add a fault to one channel at a time in each normal piece and run the protocol.
+
+    The fault (see fault_values) is scaled by the standard deviation of the channel's
+    training rows, and it lasts from the 300th to the 599th scored row, which are labelled
+    anomalous. It imitates fault kinds that the labelled files lack: a fault that shows in
+    one channel only.
+    """
+    fault = slice(TRAIN_ROWS + INJECTED[0], TRAIN_ROWS + INJECTED[1])
+    added = fault_values(shape, size, fault.stop - fault.start)
     results: dict[str, list[dict]] = {}
     for name, piece in pieces:
         for channel in _channels(piece):
             values = piece[channel].to_numpy(dtype=float)
-            step = size * values[:TRAIN_ROWS].std(ddof=1)
+            spread = values[:TRAIN_ROWS].std(ddof=1)
             faulty = piece.assign(**{LABEL: 0})
-            fault = slice(TRAIN_ROWS + INJECTED[0], TRAIN_ROWS + INJECTED[1])
-            faulty.iloc[fault, faulty.columns.get_loc(channel)] = values[fault] + step
+            faulty.iloc[fault, faulty.columns.get_loc(channel)] = values[fault] + added * spread
             faulty.iloc[fault, faulty.columns.get_loc(LABEL)] = 1
-            result = _run_piece(f"{name}, step in {channel}", faulty, targets, settings)
+            result = _run_piece(f"{name}, {shape} in {channel}", faulty, targets, settings)
             results.setdefault(channel, []).append({**result, "file": name})
     return results
 
@@ -358,9 +407,13 @@ def run_file(path: Path, targets: dict[str, float], workdir: Path, settings: dic
         models.append((card.scoring_config(), LocalModel(model_dir)))
         thresholds[target] = card.threshold
     if not models:
+        # Targets that failed for the same reason share one line.
+        reasons: dict[str, list[str]] = {}
+        for target, message in left_out.items():
+            reasons.setdefault(message, []).append(target)
         raise RequestError(
             "no target could be trained: "
-            + "; ".join(f"{target}: {message}" for target, message in left_out.items())
+            + "; ".join(f"{', '.join(names)}: {message}" for message, names in reasons.items())
         )
     out = workdir / "out"
     results, _ = detect_targets(path, models, out, rows=RowRange(TRAIN_ROWS, None))
@@ -370,23 +423,41 @@ def run_file(path: Path, targets: dict[str, float], workdir: Path, settings: dic
         # SKAB files are in time order, so the file order is the scoring order.
         mine = event_flags(item.result.events, scored["row"], scored["status"] == "scored")
         flags = mine if flags is None else flags | mine
-    result = evaluate(flags, scored[LABEL].to_numpy(dtype=float) > 0.5)
-    times = pd.to_datetime(scored["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
-    marked = scored.get(CHANGEPOINT, pd.Series(0.0, index=scored.index)).to_numpy(dtype=float)
-    changepoints = count_changepoints(times[marked > 0.5], flag_changes(times, flags))
+    result = evaluate(flags, _labels(scored, LABEL) > 0.5)
+    changepoints = None  # a file without the changepoint column has no NAB windows
+    if CHANGEPOINT in scored:
+        times = pd.to_datetime(scored["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
+        marked = _labels(scored, CHANGEPOINT) > 0.5
+        changepoints = asdict(count_changepoints(times[marked], flag_changes(times, flags)))
     return {
         "file": str(path),
         **result.to_dict(),
         "thresholds": thresholds,
         "left_out": left_out,
         "events_by_target": {item.target: len(item.result.events) for item in results},
-        "changepoints": asdict(changepoints),
+        "changepoints": changepoints,
     }
+
+
+def _labels(scored: pd.DataFrame, column: str) -> np.ndarray:
+    """Return a label column of scored.csv as numbers, after checking that each is 0 or 1."""
+    values = pd.to_numeric(scored[column], errors="coerce")
+    bad = ~values.isin([0, 1])
+    if bad.any():
+        rows = scored.loc[bad, "row"].tolist()
+        cells = [str(cell) for cell in scored.loc[bad, column]]
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        raise RequestError(
+            f"the {column!r} column has the value(s) {', '.join(cells[:5])} at row(s) "
+            f"{', '.join(map(str, rows[:5]))}{more} (rows counted from 0, header excluded). "
+            "SKAB marks every row 0 or 1: fill in those cells."
+        )
+    return values.to_numpy(dtype=float)
 
 
 def pooled(results: list[dict]) -> dict:
     tp, fp, tn, fn = (sum(r[k] for r in results) for k in ("tp", "fp", "tn", "fn"))
-    nab = nab_scores([ChangepointCounts(**r["changepoints"]) for r in results])
+    nab = nab_scores([ChangepointCounts(**r["changepoints"]) for r in results if r["changepoints"]])
     return {
         "files": len(results),
         "tp": tp,
@@ -467,19 +538,19 @@ def _short(path: str | Path) -> str:
     return "/".join(Path(path).parts[-2:])
 
 
-def _injected_markdown(injected: dict[str, list[dict]], size: float) -> list[str]:
+def _injected_markdown(injected: dict[str, list[dict]], size: float, shape: str) -> list[str]:
     lines = [
         "",
         "## Injected faults",
         "",
-        f"Each normal piece again, with a step of {size:g} training standard deviations added to "
-        f"one channel from scored row {INJECTED[0]} to {INJECTED[1] - 1}, which are labelled "
-        "anomalous. A step in a target meets that target's own detector, and a step in another "
-        "channel only the targets' predictions. FAR includes the false events the normal "
-        "pieces raise without a step, and a fault counts as warned of when any event overlaps "
-        "it.",
+        f"Each normal piece again, with a {_SHAPE_TEXT[shape].format(size=size)} added to one "
+        f"channel from scored row {INJECTED[0]} to {INJECTED[1] - 1}, which are labelled "
+        "anomalous. A fault in a target meets that target's own detector, and a fault in "
+        "another channel only the targets' predictions. FAR includes the false events the "
+        "normal pieces raise without a fault, and a fault counts as warned of when any event "
+        "overlaps it.",
         "",
-        "| channel with the step | F1 | FAR | MAR | faults warned of |",
+        f"| channel with the {shape} | F1 | FAR | MAR | faults warned of |",
         "|---|---|---|---|---|",
     ]
     for channel, runs in injected.items():
@@ -490,6 +561,13 @@ def _injected_markdown(injected: dict[str, list[dict]], size: float) -> list[str
             f"{_percent(total['mar'])} | {hit}/{len(runs)} |"
         )
     return lines
+
+
+_SHAPE_TEXT = {
+    "step": "step of {size:g} training standard deviations",
+    "ramp": "ramp rising evenly to {size:g} training standard deviations",
+    "noise": "zero-mean noise of {size:g} training standard deviations",
+}
 
 
 def _normal_markdown(normal: list[dict]) -> list[str]:
@@ -579,10 +657,19 @@ def main(argv: list[str] | None = None) -> int:
         "--injected-faults",
         type=_positive_float,
         metavar="SD",
-        help="also add a step of SD training standard deviations to one channel at a time "
+        help="also add a fault of SD training standard deviations to one channel at a time "
         "in each normal piece, and report what the detectors find per channel",
     )
+    parser.add_argument(
+        "--fault-shape",
+        choices=FAULT_SHAPES,
+        help="the shape of --injected-faults: a step (default), a ramp that rises evenly to "
+        "SD, or zero-mean noise of standard deviation SD",
+    )
     args = parser.parse_args(argv)
+    if args.fault_shape is not None and args.injected_faults is None:
+        parser.error("--fault-shape needs --injected-faults SD")
+    args.fault_shape = args.fault_shape or "step"
     settings = PRODUCT_DEFAULTS if args.product_defaults else BENCHMARK_SETTINGS
     if args.target:
         factors = dict(args.threshold_factor)
@@ -594,17 +681,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threshold-factor needs --target for each column it names")
     else:
         targets = {FLOW: 1.0} if args.product_defaults else BENCHMARK_TARGETS
-    try:
-        files = experiment_files(args.root)
-        unlabelled = normal_files(args.root, files)
-    except DetectorError as error:
-        print(f"error: {error}", file=sys.stderr)
+    if not args.root.is_dir():
+        print(
+            f"error: {args.root} is no folder; give the folder that holds SKAB's files",
+            file=sys.stderr,
+        )
         return 2
+    found = find_files(args.root)
+    files, unlabelled = found.labelled, found.unlabelled
     if args.choose_factors:
         return print_chosen_factors(args.root, unlabelled, settings)
     pieces = []
     if args.normal_runs or args.injected_faults is not None:
-        pieces = [piece for path in unlabelled for piece in normal_pieces(path)]
+        try:
+            pieces = [piece for path in unlabelled for piece in normal_pieces(path)]
+        except DetectorError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     for option, requested in (
         ("--normal-runs", args.normal_runs),
         ("--injected-faults", args.injected_faults is not None),
@@ -616,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    if not files:
+    if not files and not found.unreadable:
         print(f"error: no labelled SKAB files under {args.root}", file=sys.stderr)
         return 2
     for option, path in (("--markdown", args.markdown), ("--json", args.json)):
@@ -624,7 +717,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {option}: the folder {path.parent} does not exist", file=sys.stderr)
             return 2
     started = time.monotonic()
-    results, failed = [], []
+    results, failed = [], list(found.unreadable)
+    for item in failed:
+        print(f"error: {item['file']}: {item['error']}", file=sys.stderr)
     print(f"{'file':<28} {'rows':>6} {'F1':>6} {'FAR':>8} {'MAR':>8}")
     for path in files:
         name = _short(path)
@@ -640,13 +735,19 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         for target, message in result["left_out"].items():
             print(f"note: {name}: no {target} detector: {message}", file=sys.stderr)
+        if result["changepoints"] is None:
+            print(
+                f"note: {name} has no {CHANGEPOINT!r} column, so the changepoint score leaves "
+                "it out",
+                file=sys.stderr,
+            )
         f1 = "n/a" if result["f1"] is None else f"{result['f1']:.3f}"
         print(
             f"{name:<28} {result['rows']:>6} {f1:>6} {_percent(result['far']):>8} "
             f"{_percent(result['mar']):>8}"
         )
     if not results:
-        print(f"error: none of the {len(files)} labelled files could be run", file=sys.stderr)
+        print(f"error: none of the {len(failed)} files could be run", file=sys.stderr)
         return 2
     total = pooled(results)
     normal = None
@@ -661,14 +762,17 @@ def main(argv: list[str] | None = None) -> int:
     injected = None
     if args.injected_faults is not None:
         try:
-            injected = run_injected_faults(pieces, targets, settings, args.injected_faults)
+            injected = run_injected_faults(
+                pieces, targets, settings, args.injected_faults, args.fault_shape
+            )
         except DetectorError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         for channel, runs in injected.items():
             total_channel = pooled(runs)
             print(
-                f"step of {args.injected_faults:g} sd in {channel:<22} F1 {total_channel['f1']:.3f}  "
+                f"{args.fault_shape} of {args.injected_faults:g} sd in {channel:<22} "
+                f"F1 {total_channel['f1']:.3f}  "
                 f"FAR {_percent(total_channel['far'])}  MAR {_percent(total_channel['mar'])}"
             )
     seconds = time.monotonic() - started
@@ -683,8 +787,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"normal runs: FAR {_percent(pooled(normal)['far'])} over {len(normal)} pieces")
     if failed:
         print(
-            f"error: {len(failed)} of {len(files)} files failed and are not pooled: "
-            + ", ".join(_short(f["file"]) for f in failed),
+            f"error: {len(failed)} of {len(failed) + len(results)} files failed and are not "
+            "pooled: " + ", ".join(_short(f["file"]) for f in failed),
             file=sys.stderr,
         )
 
@@ -696,7 +800,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if injected is not None:
         with args.markdown.open("a") as page:
-            page.write("\n".join(_injected_markdown(injected, args.injected_faults)) + "\n")
+            lines = _injected_markdown(injected, args.injected_faults, args.fault_shape)
+            page.write("\n".join(lines) + "\n")
     if args.json:
         document = {**total, "per_file": results, "failed": failed}
         if normal is not None:
@@ -704,9 +809,12 @@ def main(argv: list[str] | None = None) -> int:
         if injected is not None:
             document["injected_faults"] = {
                 "size_sd": args.injected_faults,
+                "shape": args.fault_shape,
                 "per_channel": {c: pooled(runs) for c, runs in injected.items()},
             }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
+    written = [str(path) for path in (args.markdown, args.json) if path is not None]
+    print(f"written: {', '.join(written)}")
     return 1 if failed else 0
 
 

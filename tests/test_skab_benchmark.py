@@ -237,16 +237,20 @@ def test_skab_default_targets_find_pressure_fault(tmp_path):
     )
 
 
-def test_skab_injected_faults_per_channel(tmp_path, capsys):
-    (tmp_path / "other").mkdir()
-    (tmp_path / "anomaly-free").mkdir()
-    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
-    # One normal piece: the labelled run without its fault and labels.
-    _pump_run(tmp_path / "anomaly-free" / "run.csv", slice(0, 0))
-    normal = pd.read_csv(tmp_path / "anomaly-free" / "run.csv", sep=";")
+def _with_normal_piece(root: Path) -> None:
+    """One labelled experiment, and one normal piece: the same run without fault or labels."""
+    (root / "other").mkdir()
+    (root / "anomaly-free").mkdir()
+    _pump_run(root / "other" / "1.csv", slice(700, 900))
+    _pump_run(root / "anomaly-free" / "run.csv", slice(0, 0))
+    normal = pd.read_csv(root / "anomaly-free" / "run.csv", sep=";")
     normal.drop(columns=["anomaly", "changepoint"]).to_csv(
-        tmp_path / "anomaly-free" / "run.csv", sep=";", index=False
+        root / "anomaly-free" / "run.csv", sep=";", index=False
     )
+
+
+def test_skab_injected_faults_per_channel(tmp_path, capsys):
+    _with_normal_piece(tmp_path)
     out = tmp_path / "r.json"
     page = tmp_path / "r.md"
 
@@ -272,6 +276,45 @@ def test_skab_injected_faults_per_channel(tmp_path, capsys):
         assert channels[channel]["mar"] == 1
     assert "## Injected faults" in page.read_text()
     assert "step of 5 sd in Pressure" in capsys.readouterr().out
+
+
+def test_skab_fault_shapes():
+    np.testing.assert_array_equal(skab.fault_values("step", 3.0, 4), [3.0, 3.0, 3.0, 3.0])
+    np.testing.assert_allclose(skab.fault_values("ramp", 3.0, 4), [0.75, 1.5, 2.25, 3.0])
+    noise = skab.fault_values("noise", 3.0, 20_000)
+    assert abs(noise.mean()) < 0.05
+    assert noise.std() == pytest.approx(3.0, rel=0.02)
+    # Seeded, so every channel and every run gets the same noise.
+    np.testing.assert_array_equal(noise, skab.fault_values("noise", 3.0, 20_000))
+    with pytest.raises(ValueError, match="unknown fault shape 'spike'"):
+        skab.fault_values("spike", 3.0, 4)
+
+
+def test_skab_injected_ramp(tmp_path, capsys):
+    _with_normal_piece(tmp_path)
+    out = tmp_path / "r.json"
+    page = tmp_path / "r.md"
+    options = ["--json", str(out), "--markdown", str(page), "--target", "Pressure"]
+
+    code = skab.main([str(tmp_path), "--injected-faults", "10", "--fault-shape", "ramp", *options])
+
+    assert code == 0
+    injected = json.loads(out.read_text())["injected_faults"]
+    assert injected["shape"] == "ramp"
+    pressure = injected["per_channel"]["Pressure"]
+    # The ramp starts below the threshold, so its first rows are missed; a step of the same
+    # size is found in full (test_skab_injected_faults_per_channel).
+    assert 0 < pressure["fn"] < 30
+    assert pressure["tp"] + pressure["fn"] == 300
+    assert "ramp rising evenly to 10 training standard deviations" in page.read_text()
+    assert "ramp of 10 sd in Pressure" in capsys.readouterr().out
+
+
+def test_skab_fault_shape_needs_injected_faults(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        skab.main([str(tmp_path), "--fault-shape", "ramp"])
+
+    assert "--fault-shape needs --injected-faults SD" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("size", ["0", "-1", "nan", "x"])
@@ -341,6 +384,17 @@ def test_skab_choose_factors_needs_unlabelled_files(tmp_path, capsys):
     assert "no unlabelled files" in capsys.readouterr().err
 
 
+def test_skab_unreadable_normal_run(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
+    (tmp_path / "anomaly-free").mkdir()
+    (tmp_path / "anomaly-free" / "run.csv").write_text('a;b\n1;2\n"x;3\n')
+
+    assert skab.main([str(tmp_path), "--normal-runs", "--markdown", str(tmp_path / "r.md")]) == 2
+
+    assert "anomaly-free/run.csv cannot be read as a normal run" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option", [["--normal-runs"], ["--injected-faults", "3"]])
 def test_skab_normal_options_need_a_long_unlabelled_file(tmp_path, capsys, option):
     (tmp_path / "other").mkdir()
@@ -367,13 +421,73 @@ def test_skab_choose_factors_rejects_a_short_normal_run(tmp_path, capsys):
     assert "fewer than 1,150 rows" in capsys.readouterr().err
 
 
-def test_skab_rejects_a_file_that_is_not_utf8(tmp_path, capsys):
+def test_skab_sorts_files_by_header(tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    _pump_run(other / "1.csv", slice(700, 900))
+    _pump_run(other / "3.CSV", slice(700, 900))  # the suffix in capitals
+    (other / "4.csv").write_bytes(b"datetime;Pressure\n\xff\xfe\x00\n")  # not UTF-8
+    (other / "5.csv").write_bytes(b"")
+    misnamed = pd.read_csv(other / "1.csv", sep=";").rename(columns={"anomaly": "Anomaly "})
+    misnamed.to_csv(other / "6.csv", sep=";", index=False)
+    (other / "7.csv").mkdir()  # a folder, not a file
+    out = tmp_path / "r.json"
+
+    code = skab.main(
+        [str(tmp_path), "--json", str(out), "--markdown", str(tmp_path / "r.md")]
+        + ["--target", "Pressure"]
+    )
+
+    assert code == 1
+    result = json.loads(out.read_text())
+    assert [Path(r["file"]).name for r in result["per_file"]] == ["1.csv", "3.CSV"]
+    failed = {Path(f["file"]).name: f["error"] for f in result["failed"]}
+    assert list(failed) == ["4.csv", "5.csv", "6.csv"]
+    assert "is not valid UTF-8" in failed["4.csv"]
+    assert "is empty" in failed["5.csv"]
+    assert "its label column is named 'Anomaly '" in failed["6.csv"]
+    assert "rename the column" in failed["6.csv"]
+    assert "3 of 5 files failed and are not pooled" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "shown"),
+    [("anomaly", "", "nan"), ("anomaly", "yes", "yes"), ("changepoint", "2", "2")],
+)
+def test_skab_rejects_bad_label(tmp_path, capsys, column, cell, shown):
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "1.csv").write_bytes(b"datetime;Pressure\n\xff\xfe\x00\n")
+    run = tmp_path / "other" / "1.csv"
+    _pump_run(run, slice(700, 900))
+    frame = pd.read_csv(run, sep=";", dtype={column: str})
+    frame.loc[750, column] = cell
+    frame.to_csv(run, sep=";", index=False)
 
-    assert skab.main([str(tmp_path)]) == 2
+    code = skab.main([str(tmp_path), "--markdown", str(tmp_path / "r.md"), "--target", "Pressure"])
 
-    assert "is not UTF-8 text" in capsys.readouterr().err
+    assert code == 2
+    assert (
+        f"the '{column}' column has the value(s) {shown} at row(s) 750 (rows counted from 0, "
+        "header excluded). SKAB marks every row 0 or 1" in capsys.readouterr().err
+    )
+
+
+def test_skab_file_without_changepoints(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    _pump_run(tmp_path / "other" / "1.csv", slice(700, 900))
+    _pump_run(tmp_path / "other" / "2.csv", slice(700, 900))
+    frame = pd.read_csv(tmp_path / "other" / "2.csv", sep=";")
+    frame.drop(columns="changepoint").to_csv(tmp_path / "other" / "2.csv", sep=";", index=False)
+    out = tmp_path / "r.json"
+    args = ["--json", str(out), "--markdown", str(tmp_path / "r.md"), "--target", "Pressure"]
+
+    assert skab.main([str(tmp_path), *args]) == 0
+
+    result = json.loads(out.read_text())
+    assert result["per_file"][1]["changepoints"] is None
+    assert result["per_file"][0]["changepoints"]["windows"] == 2
+    # The pooled score is the first file's alone.
+    assert result["nab"] == skab.pooled(result["per_file"][:1])["nab"]
+    assert "other/2.csv has no 'changepoint' column" in capsys.readouterr().err
 
 
 def test_skab_constant_training_channel(tmp_path, capsys):
@@ -425,7 +539,7 @@ def test_skab_fails_when_no_file_runs(tmp_path, capsys):
 
     assert skab.main([str(tmp_path), "--markdown", str(tmp_path / "r.md")]) == 2
 
-    assert "none of the 1 labelled files could be run" in capsys.readouterr().err
+    assert "none of the 1 files could be run" in capsys.readouterr().err
     assert not (tmp_path / "r.md").exists()
 
 

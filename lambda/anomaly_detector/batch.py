@@ -87,6 +87,15 @@ class RowRange:
         return frame.iloc[lo:hi] if lo < hi else frame.iloc[:0]
 
 
+def read_header(path: Path) -> tuple[str, list[str]]:
+    """Return the delimiter and the column names of a CSV file, as iter_file_chunks reads it."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    if not head.strip():
+        raise EmptyRequestError(f"{path} is empty.")
+    return sniff_header(decode_text(head).rsplit("\n", 1)[0] + "\n")
+
+
 def iter_file_chunks(
     path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS, text_columns: list[str] = ()
 ) -> Iterator[pd.DataFrame]:
@@ -94,11 +103,7 @@ def iter_file_chunks(
     if path.suffix.lower() in (".json", ".jsonl"):
         yield read_json_text(decode_text(path.read_bytes()))
         return
-    with path.open("rb") as handle:
-        head = handle.read(1 << 16)
-    if not head.strip():
-        raise EmptyRequestError(f"{path} is empty.")
-    delimiter, names = sniff_header(decode_text(head).rsplit("\n", 1)[0] + "\n")
+    delimiter, names = read_header(path)
     drop_index = len(names) > 1 and names[0].strip() == ""
     check_column_names(names[1:] if drop_index else names)
     dtype = {name: "string" for name in names if name in set(text_columns)}
