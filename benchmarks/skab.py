@@ -181,7 +181,7 @@ def find_files(root: Path) -> FoundFiles:
     paths = (p for p in root.rglob("*") if p.suffix.lower() == ".csv" and p.is_file())
     for path in sorted(paths, key=_natural_key):
         try:
-            _, names = read_header(path)
+            names = read_header(path).names
         except DetectorError as error:
             found.unreadable.append({"file": str(path), "error": error.message})
             continue

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from anomaly_detector import batch
 from anomaly_detector.cli import _target_text, build_parser, main
 from anomaly_detector.errors import ConfigurationError
 from anomaly_detector.evaluation import runs
@@ -322,6 +323,63 @@ def test_detect_rejects_row_with_extra_field(model_dir, tmp_path, capsys):
     assert "Expected 6 fields in line 121, saw 7" in message
     assert "Give every row one field per header column (delimiter ',')" in message
     assert "Traceback" not in message
+
+
+def _bytes_with_note(character: str, at: int) -> bytes:
+    """TEST as UTF-8 with a text column, ``character`` in it starting at byte ``at``."""
+    lines = TEST.read_bytes().splitlines()
+    data = lines[0] + b",note\n"
+    row = 1
+    while len(data) + 200 < at:  # rows are about 40 bytes; padding fills the rest
+        data += lines[row] + b",ok\n"
+        row += 1
+    prefix = lines[row] + b","
+    data += prefix + b"x" * (at - len(data) - len(prefix)) + character.encode() + b"\n"
+    return data + b"".join(line + b",ok\n" for line in lines[row + 1 :])
+
+
+def test_detect_reads_character_across_header_block(model_dir, detected, tmp_path):
+    # A two-byte character that starts at the last byte of the block read for the header.
+    data = _bytes_with_note("é", batch.HEADER_BYTES - 1)
+    assert data[batch.HEADER_BYTES - 1 : batch.HEADER_BYTES + 1] == "é".encode()
+    (tmp_path / "test.csv").write_bytes(data)
+
+    code = main(
+        ["detect", str(tmp_path / "test.csv"), "--model-dir", str(model_dir)]
+        + ["--out", str(tmp_path / "out")]
+    )
+
+    assert code == 0
+    events = json.loads((tmp_path / "out" / "events.json").read_text())
+    assert events == json.loads((detected / "events.json").read_text())
+
+
+def test_detect_rejects_bad_byte_after_header_block(model_dir, tmp_path, capsys):
+    data = _bytes_with_note("é", 100_000).replace("é".encode(), b"\xe9")
+    (tmp_path / "test.csv").write_bytes(data)
+
+    code = main(
+        ["detect", str(tmp_path / "test.csv"), "--model-dir", str(model_dir)]
+        + ["--out", str(tmp_path / "out")]
+    )
+
+    assert code == 2
+    message = capsys.readouterr().err
+    assert f"{tmp_path / 'test.csv'} is not valid UTF-8 (" in message
+    assert "after the first 64 KiB). Save or export the file as UTF-8." in message
+
+
+def test_detect_reads_utf16_file(model_dir, detected, tmp_path):
+    (tmp_path / "test.csv").write_bytes(TEST.read_text().encode("utf-16"))
+
+    code = main(
+        ["detect", str(tmp_path / "test.csv"), "--model-dir", str(model_dir)]
+        + ["--out", str(tmp_path / "out")]
+    )
+
+    assert code == 0
+    scored = (tmp_path / "out" / "scored.csv").read_bytes()
+    assert scored == (detected / "scored.csv").read_bytes()
 
 
 def _train_card(tmp_path: Path, frame: pd.DataFrame) -> dict:

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from .config import ScoringConfig
 from .errors import EmptyRequestError, RequestError
 from .pipeline import Summary, check_finite_events, detect_chunk, events_to_dicts
 from .predictors import Predictor
-from .reader import check_column_names, decode_text, read_json_text, sniff_header
+from .reader import UTF16_BOMS, check_column_names, decode_text, read_json_text, sniff_header
 from .scoring import Scorer
 
 DEFAULT_CHUNK_ROWS = 100_000
@@ -87,13 +87,46 @@ class RowRange:
         return frame.iloc[lo:hi] if lo < hi else frame.iloc[:0]
 
 
-def read_header(path: Path) -> tuple[str, list[str]]:
-    """Return the delimiter and the column names of a CSV file, as iter_file_chunks reads it."""
+# The bytes read to find a file's encoding, delimiter and header.
+HEADER_BYTES = 1 << 16
+
+
+class FileHeader(NamedTuple):
+    """The encoding, delimiter and column names with which a CSV file is read."""
+
+    encoding: str
+    delimiter: str
+    names: list[str]
+
+
+def read_header(path: Path) -> FileHeader:
+    """Return the encoding, delimiter and column names of a CSV file, as iter_file_chunks reads it.
+
+    UTF-8 (byte-order mark optional) and BOM-marked UTF-16 are read, as in a request.
+    """
     with path.open("rb") as handle:
-        head = handle.read(1 << 16)
+        head = handle.read(HEADER_BYTES)
     if not head.strip():
         raise EmptyRequestError(f"{path} is empty.")
-    return sniff_header(decode_text(head).rsplit("\n", 1)[0] + "\n")
+    encoding = "utf-16" if head.startswith(UTF16_BOMS) else "utf-8-sig"
+    if len(head) == HEADER_BYTES:  # more follows
+        head = _whole_lines(head, encoding)
+    delimiter, names = sniff_header(decode_text(head, str(path)).rsplit("\n", 1)[0] + "\n")
+    return FileHeader(encoding, delimiter, names)
+
+
+def _whole_lines(head: bytes, encoding: str) -> bytes:
+    """Cut a file's first bytes after their last line break, so that no character is split."""
+    if encoding != "utf-16":
+        return head[: head.rfind(b"\n") + 1] or head
+    # A UTF-16 line break is one 2-byte unit, which starts at an even offset (the mark counts).
+    newline = b"\n\x00" if head.startswith(b"\xff\xfe") else b"\x00\n"
+    end = len(head)
+    while (cut := head.rfind(newline, 0, end)) >= 0:
+        if cut % 2 == 0:
+            return head[: cut + 2]
+        end = cut + 1
+    return head
 
 
 def iter_file_chunks(
@@ -101,34 +134,41 @@ def iter_file_chunks(
 ) -> Iterator[pd.DataFrame]:
     """Yield the data rows of a CSV (any dialect the reader accepts) or JSON file in chunks."""
     if path.suffix.lower() in (".json", ".jsonl"):
-        yield read_json_text(decode_text(path.read_bytes()))
+        yield read_json_text(decode_text(path.read_bytes(), str(path)))
         return
-    delimiter, names = read_header(path)
+    encoding, delimiter, names = read_header(path)
     drop_index = len(names) > 1 and names[0].strip() == ""
     check_column_names(names[1:] if drop_index else names)
     dtype = {name: "string" for name in names if name in set(text_columns)}
-    reader = pd.read_csv(
-        path,
-        sep=delimiter,
-        encoding="utf-8-sig",
-        dtype=dtype or None,
-        chunksize=chunk_rows,
-        skip_blank_lines=True,
-    )
-    with reader:
-        try:
+    try:
+        # pandas decodes its first buffer here, and the rest as it reads the chunks.
+        with pd.read_csv(
+            path,
+            sep=delimiter,
+            encoding=encoding,
+            dtype=dtype or None,
+            chunksize=chunk_rows,
+            skip_blank_lines=True,
+        ) as reader:
             for chunk in reader:
                 if drop_index:
                     chunk = chunk.iloc[:, 1:]
                 chunk.columns = names[1:] if drop_index else names
                 yield chunk
-        except pd.errors.ParserError as error:
-            # pandas names the line (counted from 1, header included) and the field counts.
-            raise RequestError(
-                f"{path} cannot be parsed: {str(error).strip()}. Give every row one field per "
-                f"header column (delimiter {delimiter!r}), and quote fields that contain the "
-                "delimiter."
-            ) from error
+    except pd.errors.ParserError as error:
+        # pandas names the line (counted from 1, header included) and the field counts.
+        raise RequestError(
+            f"{path} cannot be parsed: {str(error).strip()}. Give every row one field per "
+            f"header column (delimiter {delimiter!r}), and quote fields that contain the "
+            "delimiter."
+        ) from error
+    except UnicodeDecodeError as error:
+        # read_header checked only the first 64 KiB.
+        name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise RequestError(
+            f"{path} is not valid {name} ({error.reason} after the first 64 KiB). Save or "
+            "export the file as UTF-8."
+        ) from error
 
 
 def read_table(path: Path, rows: RowRange, text_columns: list[str] = ()) -> pd.DataFrame:

@@ -33,7 +33,7 @@ _DELIMITERS = (",", ";", "\t")
 # more; the limit keeps pathological requests far from the Lambda timeout.
 MAX_COLUMNS = 2_000
 _UTF8_BOM = b"\xef\xbb\xbf"
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # pandas skips a line as blank when it contains only these characters, unless one of them
 # is the delimiter. Other Unicode whitespace (form feed, U+2028) makes a row of missing values.
 _BLANK_LINE_CHARACTERS = frozenset(" \t")
@@ -41,14 +41,17 @@ _BLANK_LINE_CHARACTERS = frozenset(" \t")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def decode_text(body: bytes) -> str:
-    """Decode request bytes as UTF-8 (byte-order mark optional) or BOM-marked UTF-16."""
-    if body.startswith(_UTF16_BOMS):
+def decode_text(body: bytes, source: str = "The body") -> str:
+    """Decode request bytes as UTF-8 (byte-order mark optional) or BOM-marked UTF-16.
+
+    ``source`` names the bytes in error messages: the request's body, or a file.
+    """
+    if body.startswith(UTF16_BOMS):
         try:
             text = body.decode("utf-16")
         except UnicodeDecodeError as error:
             raise RequestError(
-                f"The body starts with a UTF-16 byte-order mark but is not valid UTF-16 "
+                f"{source} starts with a UTF-16 byte-order mark but is not valid UTF-16 "
                 f"(byte {error.start}). Save the file as UTF-8."
             ) from error
     else:
@@ -57,13 +60,13 @@ def decode_text(body: bytes) -> str:
             text = body[skipped:].decode("utf-8")
         except UnicodeDecodeError as error:
             raise RequestError(
-                "The body is not valid UTF-8 (first invalid byte at offset "
+                f"{source} is not valid UTF-8 (first invalid byte at offset "
                 f"{error.start + skipped}). Save or export the file as UTF-8."
             ) from error
     # A NUL character also shows UTF-32 text, whose mark starts like the UTF-16 one.
     if "\x00" in text:
         raise RequestError(
-            "The body contains NUL bytes, so it is not a text file. Send CSV or JSON text "
+            f"{source} contains NUL bytes, so it is not a text file. Send CSV or JSON text "
             "(UTF-16 files need a byte-order mark)."
         )
     return text
