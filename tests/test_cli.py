@@ -309,22 +309,6 @@ def test_train_rejects_input_column_with_text_cell(tmp_path, capsys):
     assert "--exclude 'motor_speed'" in message
 
 
-def test_detect_rejects_row_with_extra_field(model_dir, tmp_path, capsys):
-    data = tmp_path / "test.csv"
-    lines = TEST.read_text().splitlines()
-    lines[120] += ",7"  # the 120th data row gets one field more than the header
-    data.write_text("\n".join(lines) + "\n")
-
-    code = main(["detect", str(data), "--model-dir", str(model_dir), "--out", str(tmp_path)])
-
-    assert code == 2
-    message = capsys.readouterr().err
-    assert f"{data} cannot be parsed" in message
-    assert "Expected 6 fields in line 121, saw 7" in message
-    assert "Give every row one field per header column (delimiter ',')" in message
-    assert "Traceback" not in message
-
-
 def _bytes_with_note(character: str, at: int) -> bytes:
     """TEST as UTF-8 with a text column, ``character`` in it starting at byte ``at``."""
     lines = TEST.read_bytes().splitlines()
@@ -338,48 +322,116 @@ def _bytes_with_note(character: str, at: int) -> bytes:
     return data + b"".join(line + b",ok\n" for line in lines[row + 1 :])
 
 
-def test_detect_reads_character_across_header_block(model_dir, detected, tmp_path):
-    # A two-byte character that starts at the last byte of the block read for the header.
-    data = _bytes_with_note("é", batch.HEADER_BYTES - 1)
-    assert data[batch.HEADER_BYTES - 1 : batch.HEADER_BYTES + 1] == "é".encode()
+def _detect_bytes(model_dir: Path, tmp_path: Path, data: bytes) -> int:
+    """Run detect on ``data`` saved as tmp_path/test.csv, with results in tmp_path/out."""
     (tmp_path / "test.csv").write_bytes(data)
-
-    code = main(
+    return main(
         ["detect", str(tmp_path / "test.csv"), "--model-dir", str(model_dir)]
         + ["--out", str(tmp_path / "out")]
     )
 
-    assert code == 0
+
+def _long_header(ending: str) -> bytes:
+    """TEST with a first column whose 70,000-character name passes the 64 KiB header block,
+    two blank lines, and ``ending`` after every line."""
+    lines = TEST.read_text().splitlines()
+    body = ["n" * 70_000 + "," + lines[0]] + ["v," + line for line in lines[1:]]
+    body[100:100] = ["", "  "]
+    return (ending.join(body) + ending).encode()
+
+
+# A two-byte character that starts at the last byte of the block read for the header.
+_ACROSS = _bytes_with_note("é", batch.HEADER_BYTES - 1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_ACROSS, id="character across the header block"),
+        pytest.param(_ACROSS.replace(b"\n", b"\r"), id="the same with CR line endings"),
+        pytest.param(_long_header("\n"), id="long header, LF"),
+        pytest.param(_long_header("\r\n"), id="long header, CRLF"),
+        pytest.param(_long_header("\r"), id="long header, CR"),
+        pytest.param(TEST.read_text().encode("utf-16"), id="UTF-16"),
+    ],
+)
+def test_detect_reads_file_variant(model_dir, detected, tmp_path, data):
+    assert _detect_bytes(model_dir, tmp_path, data) == 0
+
     events = json.loads((tmp_path / "out" / "events.json").read_text())
     assert events == json.loads((detected / "events.json").read_text())
 
 
 def test_detect_rejects_bad_byte_after_header_block(model_dir, tmp_path, capsys):
     data = _bytes_with_note("é", 100_000).replace("é".encode(), b"\xe9")
-    (tmp_path / "test.csv").write_bytes(data)
 
-    code = main(
-        ["detect", str(tmp_path / "test.csv"), "--model-dir", str(model_dir)]
-        + ["--out", str(tmp_path / "out")]
-    )
+    code = _detect_bytes(model_dir, tmp_path, data)
 
     assert code == 2
     message = capsys.readouterr().err
     assert f"{tmp_path / 'test.csv'} is not valid UTF-8 (" in message
-    assert "after the first 64 KiB). Save or export the file as UTF-8." in message
+    assert "after the header block). Save or export the file as UTF-8." in message
 
 
-def test_detect_reads_utf16_file(model_dir, detected, tmp_path):
-    (tmp_path / "test.csv").write_bytes(TEST.read_text().encode("utf-16"))
+def _edited_test_file(edit) -> str:
+    """TEST with ``edit`` applied to its list of lines (header first, no line breaks)."""
+    lines = TEST.read_text().splitlines()
+    edit(lines)
+    return "\n".join(lines) + "\n"
 
-    code = main(
-        ["detect", str(tmp_path / "test.csv"), "--model-dir", str(model_dir)]
-        + ["--out", str(tmp_path / "out")]
-    )
 
-    assert code == 0
-    scored = (tmp_path / "out" / "scored.csv").read_bytes()
-    assert scored == (detected / "scored.csv").read_bytes()
+def _drop_second_field(lines: list[str], number: int) -> None:
+    fields = lines[number].split(",")
+    del fields[1]
+    lines[number] = ",".join(fields)
+
+
+def _append(lines: list[str], number: int, text: str) -> None:
+    lines[number] += text
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # pandas read the first column as an index and shifted every value left.
+        (
+            lambda lines: _append(lines, 1, ",7"),
+            "Line 2 of {path} has 7 fields, but the header has 6",
+        ),
+        # pandas padded short rows with empty cells.
+        (lambda lines: _append(lines, 120, ",7"), "Line 121 of {path} has 7 fields"),
+        (lambda lines: _drop_second_field(lines, 3001), "Line 3002 of {path} has 5 fields"),
+        (lambda lines: _drop_second_field(lines, 5040), "Line 5041 of {path} has 5 fields"),
+        (
+            lambda lines: _append(lines, 4000, ',"a,b"'),
+            "Line 4001 of {path} has 7 fields, but the header has 6",
+        ),
+        (
+            lambda lines: _append(lines, 4000, "a\x00b"),
+            "Line 4001 of {path} contains a NUL byte, so it is not a text file",
+        ),
+        (
+            lambda lines: lines.__setitem__(0, '"time\nstamp",' + lines[0].split(",", 1)[1]),
+            "The header of {path} has 6 fields by the CSV rules, but 1 on its first line",
+        ),
+        (
+            lambda lines: lines.__setitem__(0, lines[0] + "".join(f",x{i}" for i in range(2000))),
+            "The request has 2006 columns; at most 2000 are accepted",
+        ),
+    ],
+)
+def test_detect_rejects_misshapen_file(model_dir, tmp_path, capsys, edit, message):
+    assert _detect_bytes(model_dir, tmp_path, _edited_test_file(edit).encode()) == 2
+
+    err = capsys.readouterr().err
+    assert message.format(path=tmp_path / "test.csv") in err
+    assert "Traceback" not in err
+
+
+def test_detect_bom_only_file(model_dir, tmp_path, capsys):
+    assert _detect_bytes(model_dir, tmp_path, b"\xef\xbb\xbf") == 2
+
+    assert f"{tmp_path / 'test.csv'} is empty." in capsys.readouterr().err
 
 
 def _train_card(tmp_path: Path, frame: pd.DataFrame) -> dict:

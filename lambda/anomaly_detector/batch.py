@@ -29,7 +29,15 @@ from .config import ScoringConfig
 from .errors import EmptyRequestError, RequestError
 from .pipeline import Summary, check_finite_events, detect_chunk, events_to_dicts
 from .predictors import Predictor
-from .reader import UTF16_BOMS, check_column_names, decode_text, read_json_text, sniff_header
+from .reader import (
+    UTF16_BOMS,
+    check_column_count,
+    check_column_names,
+    count_csv_records,
+    decode_text,
+    read_json_text,
+    sniff_header,
+)
 from .scoring import Scorer
 
 DEFAULT_CHUNK_ROWS = 100_000
@@ -87,8 +95,12 @@ class RowRange:
         return frame.iloc[lo:hi] if lo < hi else frame.iloc[:0]
 
 
-# The bytes read to find a file's encoding, delimiter and header.
+# The bytes read to find a file's encoding, delimiter and header, and the most read when
+# they hold no line break.
 HEADER_BYTES = 1 << 16
+MAX_HEADER_BYTES = 1 << 20
+# The bytes checked at a time for the field count of each line.
+FIELD_CHECK_BYTES = 1 << 24
 
 
 class FileHeader(NamedTuple):
@@ -102,31 +114,55 @@ class FileHeader(NamedTuple):
 def read_header(path: Path) -> FileHeader:
     """Return the encoding, delimiter and column names of a CSV file, as iter_file_chunks reads it.
 
-    UTF-8 (byte-order mark optional) and BOM-marked UTF-16 are read, as in a request.
+    UTF-8 (byte-order mark optional) and BOM-marked UTF-16 are read, as in a request. The
+    first HEADER_BYTES are read, or more while they hold no line break, up to
+    MAX_HEADER_BYTES.
     """
     with path.open("rb") as handle:
         head = handle.read(HEADER_BYTES)
-    if not head.strip():
+        encoding = "utf-16" if head.startswith(UTF16_BOMS) else "utf-8-sig"
+        whole = _whole_lines(head, encoding)
+        while whole is None and len(head) < MAX_HEADER_BYTES:
+            more = handle.read(HEADER_BYTES)
+            if not more:
+                whole = head  # the file is one line
+                break
+            head += more
+            whole = _whole_lines(head, encoding)
+    if whole is None:
+        raise RequestError(
+            f"The first line of {path} is longer than {MAX_HEADER_BYTES // 1024} KiB. The "
+            "first line must be the header row: check the line endings, and shorten the names."
+        )
+    text = decode_text(whole, str(path))
+    if not text.strip():
         raise EmptyRequestError(f"{path} is empty.")
-    encoding = "utf-16" if head.startswith(UTF16_BOMS) else "utf-8-sig"
-    if len(head) == HEADER_BYTES:  # more follows
-        head = _whole_lines(head, encoding)
-    delimiter, names = sniff_header(decode_text(head, str(path)).rsplit("\n", 1)[0] + "\n")
+    delimiter, names = sniff_header(text)
+    check_column_count(len(names))
     return FileHeader(encoding, delimiter, names)
 
 
-def _whole_lines(head: bytes, encoding: str) -> bytes:
-    """Cut a file's first bytes after their last line break, so that no character is split."""
+def _whole_lines(head: bytes, encoding: str) -> bytes | None:
+    """Cut a file's first bytes after their last line break, so that no character is split.
+
+    A line break is LF, CR or CRLF. Returns None when the bytes hold none, unless they are
+    shorter than HEADER_BYTES (the whole file).
+    """
+    if len(head) < HEADER_BYTES:
+        return head
     if encoding != "utf-16":
-        return head[: head.rfind(b"\n") + 1] or head
-    # A UTF-16 line break is one 2-byte unit, which starts at an even offset (the mark counts).
-    newline = b"\n\x00" if head.startswith(b"\xff\xfe") else b"\x00\n"
-    end = len(head)
-    while (cut := head.rfind(newline, 0, end)) >= 0:
-        if cut % 2 == 0:
-            return head[: cut + 2]
-        end = cut + 1
-    return head
+        cut = max(head.rfind(b"\n"), head.rfind(b"\r"))
+        return head[: cut + 1] if cut >= 0 else None
+    # A UTF-16 code unit starts at an even offset (the byte-order mark counts).
+    little = head.startswith(b"\xff\xfe")
+    for unit in ("\n", "\r"):
+        newline = unit.encode("utf-16-le" if little else "utf-16-be")
+        end = len(head)
+        while (cut := head.rfind(newline, 0, end)) >= 0:
+            if cut % 2 == 0:
+                return head[: cut + 2]
+            end = cut + 1
+    return None
 
 
 def iter_file_chunks(
@@ -141,6 +177,7 @@ def iter_file_chunks(
     check_column_names(names[1:] if drop_index else names)
     dtype = {name: "string" for name in names if name in set(text_columns)}
     try:
+        check_file_fields(path, encoding, delimiter, len(names))
         # pandas decodes its first buffer here, and the rest as it reads the chunks.
         with pd.read_csv(
             path,
@@ -163,12 +200,65 @@ def iter_file_chunks(
             "delimiter."
         ) from error
     except UnicodeDecodeError as error:
-        # read_header checked only the first 64 KiB.
+        # read_header decoded only the block it read, so the offset here is of a later block.
         name = "UTF-16" if encoding == "utf-16" else "UTF-8"
         raise RequestError(
-            f"{path} is not valid {name} ({error.reason} after the first 64 KiB). Save or "
+            f"{path} is not valid {name} ({error.reason} after the header block). Save or "
             "export the file as UTF-8."
         ) from error
+
+
+def check_file_fields(path: Path, encoding: str, delimiter: str, expected: int) -> None:
+    """Reject a line whose field count differs from the header's, as requests are checked.
+
+    pandas pads a short row with empty cells, and reads the first field as an index when
+    only the first data row is long: both shift values silently. Unquoted UTF-8 lines with
+    LF or CRLF endings are counted with numpy, a block at a time. A file with anything else
+    (quotes, CR alone, blank lines, NUL bytes, UTF-16, one column) goes to the csv module,
+    which words the error.
+    """
+    if encoding == "utf-16" or expected < 2 or not _simple_fields(path, delimiter, expected):
+        with path.open(encoding=encoding, newline="") as lines:
+            count_csv_records(_text_lines(lines, path), delimiter, expected, str(path))
+
+
+def _text_lines(lines: Iterator[str], path: Path) -> Iterator[str]:
+    """Pass the lines on, and reject a NUL character, which the csv module accepts."""
+    for number, line in enumerate(lines, start=1):
+        if "\x00" in line:
+            raise RequestError(
+                f"Line {number} of {path} contains a NUL byte, so it is not a text file. Save "
+                "or export it as CSV text (UTF-16 needs a byte-order mark)."
+            )
+        yield line
+
+
+def _simple_fields(path: Path, delimiter: str, expected: int) -> bool:
+    """Return True when every line of an unquoted file has ``expected`` fields."""
+    carry = b""
+    with path.open("rb") as handle:
+        while block := handle.read(FIELD_CHECK_BYTES):
+            data = carry + block
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            if cut and not _simple_lines(data[:cut], delimiter, expected):
+                return False
+    carry = carry.removeprefix(b"\xef\xbb\xbf")
+    return not carry or _simple_lines(carry + b"\n", delimiter, expected)
+
+
+def _simple_lines(data: bytes, delimiter: str, expected: int) -> bool:
+    """Check complete lines: each ends with LF, has expected - 1 delimiters and some text."""
+    if b'"' in data or b"\x00" in data:
+        return False
+    array = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(array == ord("\n"))
+    returns = np.flatnonzero(array == ord("\r"))
+    if len(returns) and not np.all(array[np.minimum(returns + 1, len(array) - 1)] == ord("\n")):
+        return False  # a CR that does not end a line: pandas would start a new row there
+    per_line = np.diff(np.searchsorted(np.flatnonzero(array == ord(delimiter)), ends), prepend=0)
+    lengths = np.diff(ends, prepend=-1) - 1 - np.isin(ends - 1, returns)
+    return bool(np.all(per_line == expected - 1) and np.all(lengths > 0))
 
 
 def read_table(path: Path, rows: RowRange, text_columns: list[str] = ()) -> pd.DataFrame:

@@ -262,7 +262,18 @@ def check_field_counts(text: str, delimiter: str, expected: int) -> int:
     fast = _simple_field_count(text, delimiter, expected)
     if fast is not None:
         return fast
-    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    return count_csv_records(io.StringIO(text, newline=""), delimiter, expected)
+
+
+def count_csv_records(
+    lines: Iterable[str], delimiter: str, expected: int, source: str = "the CSV body"
+) -> int:
+    """Check every record's field count with the csv module; return the data rows.
+
+    ``lines`` yields the text with its line breaks (a StringIO, or a file opened with
+    ``newline=""``), and ``source`` names it in errors.
+    """
+    rows = csv.reader(lines, delimiter=delimiter, strict=True)
     blank = _BLANK_LINE_CHARACTERS - {delimiter}
     records = 0
     try:
@@ -271,17 +282,25 @@ def check_field_counts(text: str, delimiter: str, expected: int) -> int:
             if not row or (len(row) == 1 and row[0] and set(row[0]) <= blank):
                 continue
             records += 1
+            if len(row) != expected and records == 1:
+                # The delimiter and names come from the first line alone.
+                raise RequestError(
+                    f"The header of {source} has {len(row)} fields by the CSV rules, but "
+                    f"{expected} on its first line, so a quoted column name holds a line "
+                    "break. Remove line breaks from the column names."
+                )
             if len(row) != expected:
                 fields = "field" if len(row) == 1 else "fields"
                 raise RequestError(
-                    f"Line {rows.line_num} of the CSV body has {len(row)} {fields}, but the "
+                    f"Line {rows.line_num} of {source} has {len(row)} {fields}, but the "
                     f"header has {expected}. Give every row one field per header column "
                     f"(delimiter {delimiter!r}), and quote fields that contain the delimiter."
                 )
     except csv.Error as error:
         raise RequestError(
-            f"The CSV body cannot be parsed at line {rows.line_num}: {error}. Check that "
-            "quotes are balanced and that a quoted field is followed by a delimiter."
+            f"{source[0].upper()}{source[1:]} cannot be parsed at line {rows.line_num}: "
+            f"{error}. Check that quotes are balanced and that a quoted field is followed by "
+            "a delimiter."
         ) from error
     # The header is the first record.
     return max(records - 1, 0)
