@@ -62,12 +62,22 @@ def test_writer_matches_to_csv_float_edge(value):
 
 @pytest.mark.parametrize(
     "text",
-    ["a,b", 'say "hi"', "two\nlines", "carriage\rreturn", "", " padded "],
+    ["a,b", 'say "hi"', "two\nlines", "CR and LF\r\n", "", " padded "],
 )
 def test_writer_matches_to_csv_text_needing_care(text):
     frame = pd.DataFrame({"row": [0, 1], "note": [text, "plain"]})
 
     assert written_text(frame) == to_csv_text(frame)
+
+
+def test_writer_quotes_a_lone_carriage_return():
+    frame = pd.DataFrame({"row": [0, 1], "note": ["carriage\rreturn", 'a "b"']})
+
+    text = written_text(frame)
+
+    # to_csv leaves the CR bare, and every CSV reader then ends the row there.
+    assert text == 'row,note\n0,"carriage\rreturn"\n1,"a ""b"""\n'
+    assert pd.read_csv(io.StringIO(text))["note"].tolist() == ["carriage\rreturn", 'a "b"']
 
 
 @pytest.mark.parametrize(
