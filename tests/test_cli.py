@@ -428,6 +428,36 @@ def test_detect_rejects_misshapen_file(model_dir, tmp_path, capsys, edit, messag
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_detect_json_file(model_dir, detected, tmp_path, suffix):
+    data = tmp_path / f"test{suffix}"
+    pd.read_csv(TEST).to_json(data, orient="records", lines=suffix == ".jsonl")
+
+    code = main(["detect", str(data), "--model-dir", str(model_dir), "--out", str(tmp_path)])
+
+    assert code == 0
+    events = json.loads((tmp_path / "events.json").read_text())
+    assert events == json.loads((detected / "events.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("test.jsonl", '{"a": 1}\n\n{oops\n', "Line 3 of {path} is not valid JSON (Expecting"),
+        ("test.jsonl", "[1, 2]\n", "{path}: Record 0 of the JSON body is a list, not an object"),
+        ("test.json", '[{"a": 1},', "{path}: The body is not valid JSON: Expecting value"),
+    ],
+)
+def test_detect_rejects_bad_json_file(model_dir, tmp_path, capsys, name, text, message):
+    data = tmp_path / name
+    data.write_text(text)
+
+    code = main(["detect", str(data), "--model-dir", str(model_dir), "--out", str(tmp_path)])
+
+    assert code == 2
+    assert message.format(path=data) in capsys.readouterr().err
+
+
 def test_detect_bom_only_file(model_dir, tmp_path, capsys):
     assert _detect_bytes(model_dir, tmp_path, b"\xef\xbb\xbf") == 2
 

@@ -168,9 +168,19 @@ def _whole_lines(head: bytes, encoding: str) -> bytes | None:
 def iter_file_chunks(
     path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS, text_columns: list[str] = ()
 ) -> Iterator[pd.DataFrame]:
-    """Yield the data rows of a CSV (any dialect the reader accepts) or JSON file in chunks."""
+    """Yield the data rows of a CSV (any dialect the reader accepts) or JSON file in chunks.
+
+    A ``.json`` file is read as a JSON request is; a ``.jsonl`` file has one record per line.
+    """
     if path.suffix.lower() in (".json", ".jsonl"):
-        yield read_json_text(decode_text(path.read_bytes(), str(path)))
+        text = decode_text(path.read_bytes(), str(path))
+        if path.suffix.lower() == ".jsonl":
+            text = _json_lines_as_list(text, path)
+        try:
+            frame = read_json_text(text)
+        except RequestError as error:
+            raise type(error)(f"{path}: {error.message}") from error
+        yield frame
         return
     encoding, delimiter, names = read_header(path)
     drop_index = len(names) > 1 and names[0].strip() == ""
@@ -206,6 +216,24 @@ def iter_file_chunks(
             f"{path} is not valid {name} ({error.reason} after the header block). Save or "
             "export the file as UTF-8."
         ) from error
+
+
+def _json_lines_as_list(text: str, path: Path) -> str:
+    """Turn JSON Lines into the text of a JSON list, naming the first line that is not JSON."""
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as error:
+            detail = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+            raise RequestError(
+                f"Line {number} of {path} is not valid JSON ({detail}). Write one record per "
+                'line of a .jsonl file, such as {"column": value, ...}.'
+            ) from error
+        records.append(line)
+    return "[" + ",".join(records) + "]"
 
 
 def check_file_fields(path: Path, encoding: str, delimiter: str, expected: int) -> None:
