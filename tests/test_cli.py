@@ -458,6 +458,28 @@ def test_detect_rejects_bad_json_file(model_dir, tmp_path, capsys, name, text, m
     assert message.format(path=data) in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["train", "detect"])
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (None, "{path} has no data rows. Add rows below the header."),
+        ("9000:", "--rows 9000: selects none of the 5,040 data rows of {path} (rows 0 to 5039)"),
+    ],
+)
+def test_no_rows_selected(model_dir, tmp_path, capsys, command, rows, message):
+    data = tmp_path / "test.csv"
+    text = TEST.read_text()
+    data.write_text(text.splitlines()[0] + "\n" if rows is None else text)
+    args = ["--target", "bearing_temperature"] if command == "train" else []
+    args += ["--model-dir", str(tmp_path / "m" if command == "train" else model_dir)]
+    args += [] if rows is None else ["--rows", rows]
+
+    code = main([command, str(data), *args, *(["--out", str(tmp_path)] * (command == "detect"))])
+
+    assert code == 2
+    assert message.format(path=data) in capsys.readouterr().err
+
+
 def test_detect_bom_only_file(model_dir, tmp_path, capsys):
     assert _detect_bytes(model_dir, tmp_path, b"\xef\xbb\xbf") == 2
 

@@ -299,10 +299,19 @@ def read_table(path: Path, rows: RowRange, text_columns: list[str] = ()) -> pd.D
             break
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if frame.empty:
-        raise EmptyRequestError(
-            f"No data rows selected from {path} (rows {rows.start}:{rows.end})."
-        )
+        raise no_rows_error(path, rows, first)
     return frame
+
+
+def no_rows_error(path: Path, rows: RowRange, data_rows: int) -> EmptyRequestError:
+    """Say why no row was selected: the file has none, or ``--rows`` selects none of them."""
+    if data_rows == 0:
+        return EmptyRequestError(f"{path} has no data rows. Add rows below the header.")
+    end = "" if rows.end is None else rows.end
+    return EmptyRequestError(
+        f"--rows {rows.start}:{end} selects none of the {data_rows:,} data rows of {path} "
+        f"(rows 0 to {data_rows - 1}). Give a range inside them."
+    )
 
 
 def neutralize_formulas(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -409,7 +418,7 @@ def detect_file(
             writing.result()
 
     if summary.rows == 0:
-        raise EmptyRequestError(f"No data rows selected from {path}.")
+        raise no_rows_error(path, rows, first_row)
     events = events_to_dicts(scorer.finish())
     check_finite_events(events, config.target)
     summary.events = len(events)
