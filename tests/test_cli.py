@@ -416,7 +416,7 @@ def _append(lines: list[str], number: int, text: str) -> None:
         ),
         (
             lambda lines: lines.__setitem__(0, lines[0] + "".join(f",x{i}" for i in range(2000))),
-            "The request has 2006 columns; at most 2000 are accepted",
+            "{path} has 2006 columns; at most 2000 are accepted",
         ),
     ],
 )

@@ -138,7 +138,7 @@ def read_header(path: Path) -> FileHeader:
     if not text.strip():
         raise EmptyRequestError(f"{path} is empty.")
     delimiter, names = sniff_header(text)
-    check_column_count(len(names))
+    check_column_count(len(names), str(path))
     return FileHeader(encoding, delimiter, names)
 
 

@@ -195,11 +195,11 @@ def read_csv_text(text: str, text_columns: Iterable[str] = ()) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def check_column_count(count: int) -> None:
-    """Reject a request with more than ``MAX_COLUMNS`` columns."""
+def check_column_count(count: int, source: str = "The request") -> None:
+    """Reject a request or file (``source``) with more than ``MAX_COLUMNS`` columns."""
     if count > MAX_COLUMNS:
         raise RequestError(
-            f"The request has {count} columns; at most {MAX_COLUMNS} are accepted. Send the "
+            f"{source} has {count} columns; at most {MAX_COLUMNS} are accepted. Send the "
             "timestamp, the model inputs, the target and only the other columns that the "
             "result should echo."
         )
