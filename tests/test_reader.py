@@ -238,8 +238,12 @@ def test_invalid_utf8_names_offset(body, offset):
 
 @pytest.mark.parametrize(
     "body",
-    [b"speed,torque\n1500,\x0042.5\n", machine_csv().encode("utf-16-le")],
-    ids=["NUL in field", "UTF-16 without BOM"],
+    [
+        b"speed,torque\n1500,\x0042.5\n",
+        machine_csv().encode("utf-16-le"),
+        "speed,torque,note\n1500,42.5,é\n".encode("utf-16-le"),
+    ],
+    ids=["NUL in field", "UTF-16 without BOM", "the same, not ASCII"],
 )
 def test_nul_bytes_rejected(body):
     with pytest.raises(RequestError) as caught:

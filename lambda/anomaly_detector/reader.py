@@ -59,17 +59,23 @@ def decode_text(body: bytes, source: str = "The body") -> str:
         try:
             text = body[skipped:].decode("utf-8")
         except UnicodeDecodeError as error:
+            if b"\x00" in body:  # UTF-16 without a byte-order mark: say so, below
+                raise _nul_error(source) from error
             raise RequestError(
                 f"{source} is not valid UTF-8 (first invalid byte at offset "
                 f"{error.start + skipped}). Save or export the file as UTF-8."
             ) from error
     # A NUL character also shows UTF-32 text, whose mark starts like the UTF-16 one.
     if "\x00" in text:
-        raise RequestError(
-            f"{source} contains NUL bytes, so it is not a text file. Send CSV or JSON text "
-            "(UTF-16 files need a byte-order mark)."
-        )
+        raise _nul_error(source)
     return text
+
+
+def _nul_error(source: str) -> RequestError:
+    return RequestError(
+        f"{source} contains NUL bytes, so it is not a text file. Send CSV or JSON text "
+        "(UTF-16 files need a byte-order mark)."
+    )
 
 
 def media_type(content_type: str | None) -> str:
