@@ -533,6 +533,11 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def _error_line(path: str, message: str) -> str:
+    """Word an error of one file, naming the file once."""
+    return f"error: {message}" if path in message else f"error: {path}: {message}"
+
+
 def _short(path: str | Path) -> str:
     """Name a file by its folder and name, as SKAB's files are (valve1/3.csv)."""
     return "/".join(Path(path).parts[-2:])
@@ -719,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results, failed = [], list(found.unreadable)
     for item in failed:
-        print(f"error: {item['file']}: {item['error']}", file=sys.stderr)
+        print(_error_line(item["file"], item["error"]), file=sys.stderr)
     print(f"{'file':<28} {'rows':>6} {'F1':>6} {'FAR':>8} {'MAR':>8}")
     for path in files:
         name = _short(path)
@@ -729,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         except DetectorError as error:
             # One unusable file must not cost the figures of the others. It is listed with
             # its reason and left out of the pooled figures, and the exit status is 1.
-            print(f"error: {path}: {error}", file=sys.stderr)
+            print(_error_line(str(path), error.message), file=sys.stderr)
             failed.append({"file": str(path), "error": error.message})
             continue
         results.append(result)

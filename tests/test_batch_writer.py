@@ -81,6 +81,25 @@ def test_writer_quotes_a_lone_carriage_return():
 
 
 @pytest.mark.parametrize(
+    "frame",
+    [
+        # A column type that the fast writer leaves to to_csv (object, with a missing value).
+        pd.DataFrame({"row": [0, 1], "flag": [True, None], "note": ["a\rb", 'say "hi"']}),
+        pd.DataFrame({"row": [0, 1], "no\rte": ["a", "b"]}),
+    ],
+    ids=["cell in a to_csv column", "column name"],
+)
+def test_writer_quotes_carriage_return_in_any_column(frame):
+    text = written_text(frame)
+
+    cr_quoted = to_csv_text(frame).replace("a\rb", '"a\rb"').replace("no\rte", '"no\rte"')
+    assert text == cr_quoted
+    back = pd.read_csv(io.StringIO(text))
+    assert list(back.columns) == list(frame.columns)
+    assert back["row"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
     "column",
     [
         pd.Series([1.5, None], dtype="Float64"),

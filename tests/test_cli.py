@@ -415,6 +415,19 @@ def _append(lines: list[str], number: int, text: str) -> None:
             "The header of {path} has 6 fields by the CSV rules, but 1 on its first line",
         ),
         (
+            # The last name: the field counts agree, the names do not.
+            lambda lines: lines.__setitem__(0, lines[0].replace("anomaly", '"anom\naly"')),
+            "'anom\\naly'] by the CSV rules, but ['timestamp', ",
+        ),
+        (
+            lambda lines: lines.__setitem__(0, lines[0] + "," + "n" * 200_000),
+            "The header row cannot be read: field larger than field limit",
+        ),
+        (
+            lambda lines: _append(lines, 50, "," + "x" * 200_000),
+            "Line 51 of {path} has a field longer than 131,072 characters",
+        ),
+        (
             lambda lines: lines.__setitem__(0, lines[0] + "".join(f",x{i}" for i in range(2000))),
             "{path} has 2006 columns; at most 2000 are accepted",
         ),
@@ -444,6 +457,8 @@ def test_detect_json_file(model_dir, detected, tmp_path, suffix):
     ("name", "text", "message"),
     [
         ("test.jsonl", '{"a": 1}\n\n{oops\n', "Line 3 of {path} is not valid JSON (Expecting"),
+        # U+2028 is allowed in a JSON string: the line is whole, and the record has no target.
+        ("test.jsonl", '{"note": "a\u2028b"}\n', "Missing input columns 'motor_speed'"),
         ("test.jsonl", "[1, 2]\n", "{path}: Record 0 of the JSON body is a list, not an object"),
         ("test.json", '[{"a": 1},', "{path}: The body is not valid JSON: Expecting value"),
     ],
@@ -478,6 +493,16 @@ def test_no_rows_selected(model_dir, tmp_path, capsys, command, rows, message):
 
     assert code == 2
     assert message.format(path=data) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows", ["10:10", "10:5"])
+def test_detect_rejects_empty_row_range(model_dir, tmp_path, capsys, rows):
+    code = main(
+        ["detect", str(TEST), "--model-dir", str(model_dir), "--rows", rows, "--out", str(tmp_path)]
+    )
+
+    assert code == 2
+    assert f"with 0 <= START < END; got {rows!r}" in capsys.readouterr().err
 
 
 def test_detect_bom_only_file(model_dir, tmp_path, capsys):

@@ -426,7 +426,7 @@ def test_skab_sorts_files_by_header(tmp_path, capsys):
     other.mkdir()
     _pump_run(other / "1.csv", slice(700, 900))
     _pump_run(other / "3.CSV", slice(700, 900))  # the suffix in capitals
-    (other / "4.csv").write_bytes(b"datetime;Pressure\n\xff\xfe\x00\n")  # not UTF-8
+    (other / "4.csv").write_bytes(b"datetime;Pressure\n\xe9;1\n")  # Latin-1, not UTF-8
     (other / "5.csv").write_bytes(b"")
     misnamed = pd.read_csv(other / "1.csv", sep=";").rename(columns={"anomaly": "Anomaly "})
     misnamed.to_csv(other / "6.csv", sep=";", index=False)

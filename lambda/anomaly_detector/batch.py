@@ -12,6 +12,8 @@ so on two or more cores the parsing and formatting overlap with it.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import itertools
 import json
 import re
@@ -82,9 +84,9 @@ class RowRange:
             raise RequestError(
                 f"--rows must look like START:END, :END or START: with whole numbers; got {text!r}."
             ) from error
-        if not sep or start < 0 or (end is not None and end < start):
+        if not sep or start < 0 or (end is not None and end <= start):
             raise RequestError(
-                f"--rows must look like START:END with 0 <= START <= END; got {text!r}."
+                f"--rows must look like START:END with 0 <= START < END; got {text!r}."
             )
         return cls(start, end)
 
@@ -200,7 +202,12 @@ def iter_file_chunks(
             for chunk in reader:
                 if drop_index:
                     chunk = chunk.iloc[:, 1:]
-                chunk.columns = names[1:] if drop_index else names
+                if list(chunk.columns) != (names[1:] if drop_index else names):
+                    raise RequestError(
+                        f"The header of {path} reads {list(chunk.columns)} by the CSV rules, "
+                        f"but {names} on its first line, so a quoted column name holds a line "
+                        "break. Remove line breaks from the column names."
+                    )
                 yield chunk
     except pd.errors.ParserError as error:
         # pandas names the line (counted from 1, header included) and the field counts.
@@ -221,7 +228,8 @@ def iter_file_chunks(
 def _json_lines_as_list(text: str, path: Path) -> str:
     """Turn JSON Lines into the text of a JSON list, naming the first line that is not JSON."""
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON strings may hold U+2028 and other breaks that str.splitlines() splits on.
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         if not line.strip():
             continue
         try:
@@ -269,6 +277,8 @@ def _simple_fields(path: Path, delimiter: str, expected: int) -> bool:
             data = carry + block
             cut = data.rfind(b"\n") + 1
             carry = data[cut:]
+            if len(carry) > FIELD_CHECK_BYTES or b"\r" in carry[:-1]:
+                return False  # CR line endings, or one very long line: the csv module reads on
             if cut and not _simple_lines(data[:cut], delimiter, expected):
                 return False
     carry = carry.removeprefix(b"\xef\xbb\xbf")
@@ -286,7 +296,12 @@ def _simple_lines(data: bytes, delimiter: str, expected: int) -> bool:
         return False  # a CR that does not end a line: pandas would start a new row there
     per_line = np.diff(np.searchsorted(np.flatnonzero(array == ord(delimiter)), ends), prepend=0)
     lengths = np.diff(ends, prepend=-1) - 1 - np.isin(ends - 1, returns)
-    return bool(np.all(per_line == expected - 1) and np.all(lengths > 0))
+    # A line longer than the csv module's field limit goes to it, so both paths agree.
+    return bool(
+        np.all(per_line == expected - 1)
+        and np.all(lengths > 0)
+        and lengths.max(initial=0) <= csv.field_size_limit()
+    )
 
 
 def read_table(path: Path, rows: RowRange, text_columns: list[str] = ()) -> pd.DataFrame:
@@ -666,6 +681,9 @@ def write_csv_rows(out: TextIO, frame: pd.DataFrame, header: bool) -> None:
     cost. Any other column type sends the whole chunk through ``to_csv``.
     """
     fields = _csv_fields(frame)
+    if any("\r" in str(name) for name in frame.columns) or (fields is None and _has_cr(frame)):
+        _write_quoting_cr(out, frame, header)
+        return
     if fields is None:
         frame.to_csv(out, header=header, index=False, lineterminator="\n")
         return
@@ -680,6 +698,37 @@ def write_csv_rows(out: TextIO, frame: pd.DataFrame, header: bool) -> None:
     for start in range(0, len(frame), FORMAT_BLOCK_ROWS):
         rows = min(FORMAT_BLOCK_ROWS, len(frame) - start)
         out.write((line * rows) % tuple(itertools.islice(values, rows * len(fields))))
+
+
+def _has_cr(frame: pd.DataFrame) -> bool:
+    """Return whether a cell of a column that is not numeric has a CR in it."""
+    return any(
+        frame[name].astype(str).str.contains("\r", regex=False).any()
+        for name in frame.columns
+        if not pd.api.types.is_numeric_dtype(frame[name])
+    )
+
+
+class _LineFeedEnd:
+    """Write each line of a csv.writer that ends lines with CRLF with a LF instead."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, line: str) -> int:
+        return self.out.write(line[:-2] + "\n")
+
+
+def _write_quoting_cr(out: TextIO, frame: pd.DataFrame, header: bool) -> None:
+    """Write as to_csv does, but quote fields with a CR, which to_csv leaves bare.
+
+    With CRLF line endings to_csv quotes them; the csv module then reads that text back and
+    writes each row again, ending it with a LF. Only frames with a CR in a field or a
+    column name take this slower path.
+    """
+    text = frame.to_csv(header=header, index=False, lineterminator="\r\n")
+    writer = csv.writer(_LineFeedEnd(out), lineterminator="\r\n")
+    writer.writerows(csv.reader(io.StringIO(text, newline="")))
 
 
 def _csv_fields(frame: pd.DataFrame) -> list[list] | None:

@@ -59,7 +59,7 @@ def decode_text(body: bytes, source: str = "The body") -> str:
         try:
             text = body[skipped:].decode("utf-8")
         except UnicodeDecodeError as error:
-            if b"\x00" in body:  # UTF-16 without a byte-order mark: say so, below
+            if b"\x00" in body:  # UTF-16 without a byte-order mark is not text either
                 raise _nul_error(source) from error
             raise RequestError(
                 f"{source} is not valid UTF-8 (first invalid byte at offset "
@@ -140,7 +140,13 @@ def sniff_header(text: str) -> tuple[str, list[str]]:
     delimiter = max(_DELIMITERS, key=lambda d: counts[d])
     if counts[delimiter] == 0:
         delimiter = ","
-    names = next(csv.reader([header_line.rstrip("\r\n")], delimiter=delimiter))
+    try:
+        names = next(csv.reader([header_line.rstrip("\r\n")], delimiter=delimiter))
+    except csv.Error as error:
+        raise RequestError(
+            f"The header row cannot be read: {error}. Shorten the column names, and check "
+            "that their quotes are balanced."
+        ) from error
     return delimiter, names
 
 
@@ -303,6 +309,12 @@ def count_csv_records(
                     f"(delimiter {delimiter!r}), and quote fields that contain the delimiter."
                 )
     except csv.Error as error:
+        if "field limit" in str(error):
+            raise RequestError(
+                f"Line {rows.line_num} of {source} has a field longer than "
+                f"{csv.field_size_limit():,} characters. Shorten it, or check that its quotes "
+                "are balanced."
+            ) from error
         raise RequestError(
             f"{source[0].upper()}{source[1:]} cannot be parsed at line {rows.line_num}: "
             f"{error}. Check that quotes are balanced and that a quoted field is followed by "
