@@ -332,7 +332,7 @@ def read_json_text(text: str) -> pd.DataFrame:
         document = json.loads(text, object_pairs_hook=_JsonObject.from_pairs)
     except json.JSONDecodeError as error:
         raise RequestError(
-            f"The body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+            f"The body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
         ) from error
     except RecursionError as error:
         raise RequestError(
