@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -509,6 +511,39 @@ def test_detect_bom_only_file(model_dir, tmp_path, capsys):
     assert _detect_bytes(model_dir, tmp_path, b"\xef\xbb\xbf") == 2
 
     assert f"{tmp_path / 'test.csv'} is empty." in capsys.readouterr().err
+
+
+def test_serve_port_in_use(model_dir, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        environment = dict(os.environ)
+
+        code = main(["serve", "--model-dir", str(model_dir), "--port", str(port)])
+
+    assert code == 2
+    # The local endpoint's address is not left behind for later boto3 clients.
+    assert dict(os.environ) == environment
+    err = capsys.readouterr().err
+    assert f"Port {port} on 127.0.0.1 cannot be used (--port): Address already in use" in err
+    assert "or --port 0 for any free port" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("events.json", "[]\n", "is JSON. Give the scored.csv that detect wrote, or its --out"),
+        ("notes.txt", "a\n1\n1,2,3\n", "cannot be read as CSV (Error tokenizing data"),
+        ("other.csv", "a,b\n1,2\n", "has no column 'is_anomaly'; columns found: ['a', 'b']. Give"),
+    ],
+)
+def test_evaluate_rejects_file_that_is_not_scored_csv(tmp_path, capsys, name, text, message):
+    (tmp_path / name).write_text(text)
+
+    assert main(["evaluate", str(tmp_path / name), "--label-column", "a"]) == 2
+
+    assert message in capsys.readouterr().err
 
 
 def _train_card(tmp_path: Path, frame: pd.DataFrame) -> dict:

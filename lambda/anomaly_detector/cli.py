@@ -8,6 +8,7 @@ endpoint, and writes results and figures. ``serve`` runs the HTTP API on 127.0.0
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -68,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and write the model and its model card to --model-dir.",
         epilog=EPILOG,
     )
-    train.add_argument("data", type=Path, help="CSV (, ; or tab separated) or JSON file")
+    train.add_argument(
+        "data", type=Path, help="CSV (, ; or tab separated), JSON or JSON Lines (.jsonl) file"
+    )
     train.add_argument("--target", required=True, help="column the model predicts")
     train.add_argument(
         "--inputs",
@@ -157,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
         "scored.csv, events.json, summary.json and three PNG figures to --out.",
         epilog=EPILOG + " Settings default to the model card's; options override them.",
     )
-    detect.add_argument("data", type=Path, help="CSV or JSON file with the inputs and the target")
+    detect.add_argument(
+        "data", type=Path, help="CSV, JSON or JSON Lines file with the inputs and the target"
+    )
     source = detect.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model-dir",
@@ -515,7 +520,14 @@ def run_serve(args: argparse.Namespace) -> int:
     endpoint_name = args.endpoint or "local-model"
     endpoint = None
     if model is not None:
-        endpoint = ModelEndpointServer(model, endpoint_name, port=args.endpoint_port)
+        endpoint = _listen(
+            lambda: ModelEndpointServer(model, endpoint_name, port=args.endpoint_port),
+            "--endpoint-port",
+            args.endpoint_port,
+        )
+    # Kept to put the environment back if the API cannot listen (main may be called again).
+    environment = dict(os.environ)
+    if endpoint is not None:
         # The handler's boto3 client reaches the local endpoint through the standard
         # override; local credentials keep boto3 from searching anywhere else for them.
         os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint.url
@@ -531,7 +543,16 @@ def run_serve(args: argparse.Namespace) -> int:
         topic_arn=args.topic_arn,
         max_request_bytes=args.max_request_bytes,
     )
-    api = ApiServer(DetectionService(config), port=args.port)
+    try:
+        api = _listen(
+            lambda: ApiServer(DetectionService(config), port=args.port), "--port", args.port
+        )
+    except ConfigurationError:
+        if endpoint is not None:
+            endpoint.server_close()
+        os.environ.clear()
+        os.environ.update(environment)
+        raise
     servers = [s for s in (endpoint, api) if s is not None]
     for server in servers:
         start_in_thread(server)
@@ -721,18 +742,48 @@ class _Labelled:
     predicted: np.ndarray
 
 
+def _listen(make_server, option: str, port: int):
+    """Start listening on 127.0.0.1, or raise an error that names the port and a fix."""
+    try:
+        return make_server()
+    except OSError as error:
+        hint = (
+            "Stop the program that holds it, or give another port"
+            if error.errno == errno.EADDRINUSE
+            else "Give another port"
+        )
+        raise ConfigurationError(
+            f"Port {port} on 127.0.0.1 cannot be used ({option}): {error.strerror}. {hint}, "
+            f"or {option} 0 for any free port."
+        ) from error
+
+
 def _labelled_rows(path: Path, label_column: str, events_path: Path | None) -> _Labelled:
     """Read a scored.csv and flag its rows, by is_anomaly or by the events in events_path."""
     from .evaluation import EventSpans, scoring_positions
 
+    if path.suffix.lower() == ".json":
+        raise RequestError(
+            f"{path} is JSON. Give the scored.csv that detect wrote, or its --out folder; "
+            "events.json goes to --events."
+        )
     try:
         frame = pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError as error:
         raise RequestError(f"{path} is empty. Give the scored.csv that detect wrote.") from error
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise RequestError(
+            f"{path} cannot be read as CSV ({error}). Give the scored.csv that detect wrote."
+        ) from error
     for column in ("is_anomaly", label_column):
         if column not in frame.columns:
             raise RequestError(
-                f"{path} has no column {column!r}; columns found: {list(frame.columns)}."
+                f"{path} has no column {column!r}; columns found: {list(frame.columns)}. "
+                + (
+                    "Give the scored.csv that detect wrote."
+                    if column == "is_anomaly"
+                    else "Name the label column with --label-column."
+                )
             )
     labels = pd.to_numeric(frame[label_column], errors="coerce")
     known = labels.notna().to_numpy()
