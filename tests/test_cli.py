@@ -513,6 +513,16 @@ def test_detect_bom_only_file(model_dir, tmp_path, capsys):
     assert f"{tmp_path / 'test.csv'} is empty." in capsys.readouterr().err
 
 
+def test_train_names_misspelt_target(tmp_path, capsys):
+    args = ["train", str(TRAIN), "--target", "bearing_temp", "--model-dir", str(tmp_path)]
+
+    assert main(args) == 2
+
+    err = capsys.readouterr().err
+    assert "Missing training column 'bearing_temp'. Columns found: 'timestamp'," in err
+    assert "Check the names given to --target and --inputs against them." in err
+
+
 def test_serve_port_in_use(model_dir, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -68,9 +68,15 @@ def resolve_columns(columns: list[str], wanted: list[str], role: str) -> dict[st
         found = ", ".join(repr(str(c)) for c in columns[:50])
         more = f" and {len(columns) - 50} more" if len(columns) > 50 else ""
         plural = "s" if len(missing) > 1 else ""
+        # In training the names come from the user's options; otherwise from a model card.
+        fix = (
+            "Check the names given to --target and --inputs against them."
+            if role == "training"
+            else "Send a header row (or JSON keys) with these names."
+        )
         raise MissingColumnError(
             f"Missing {role} column{plural} {', '.join(repr(m) for m in missing)}. "
-            f"Columns found: {found}{more}. Send a header row with these names."
+            f"Columns found: {found}{more}. {fix}"
         )
     return mapping
 
