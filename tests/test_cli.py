@@ -523,6 +523,14 @@ def test_train_names_misspelt_target(tmp_path, capsys):
     assert "Check the names given to --target and --inputs against them." in err
 
 
+def test_evaluate_folder_of_one_target(detected, capsys):
+    assert main(["evaluate", str(detected), "--label-column", "anomaly"]) == 2
+
+    err = capsys.readouterr().err
+    assert f"{detected} has the results of a detect run with one target" in err
+    assert f"--events {detected / 'events.json'}" in err
+
+
 def test_serve_port_in_use(model_dir, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

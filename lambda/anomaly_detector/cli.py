@@ -816,6 +816,11 @@ def _labelled_targets(out: Path, label_column: str) -> list[_Labelled]:
     from .batch import target_folders
 
     folders = target_folders(out, strict=True)
+    if not folders and (out / "scored.csv").is_file():
+        raise RequestError(
+            f"{out} has the results of a detect run with one target. Give its scored.csv, "
+            f"and add --events {out / 'events.json'} to count the rows of its events."
+        )
     if not folders:
         raise RequestError(
             f"{out} is a folder without the summary.json of a detect run over several "
