@@ -688,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = {FLOW: 1.0} if args.product_defaults else BENCHMARK_TARGETS
     if not args.root.is_dir():
         print(
-            f"error: {args.root} is no folder; give the folder that holds SKAB's files",
+            f"error: {args.root} is not a folder. Give the folder that contains SKAB's files.",
             file=sys.stderr,
         )
         return 2

@@ -205,7 +205,7 @@ def iter_file_chunks(
                 if list(chunk.columns) != (names[1:] if drop_index else names):
                     raise RequestError(
                         f"The header of {path} reads {list(chunk.columns)} by the CSV rules, "
-                        f"but {names} on its first line, so a quoted column name holds a line "
+                        f"but {names} on its first line, so a quoted column name contains a line "
                         "break. Remove line breaks from the column names."
                     )
                 yield chunk

@@ -298,7 +298,7 @@ def count_csv_records(
                 # The delimiter and names come from the first line alone.
                 raise RequestError(
                     f"The header of {source} has {len(row)} fields by the CSV rules, but "
-                    f"{expected} on its first line, so a quoted column name holds a line "
+                    f"{expected} on its first line, so a quoted column name contains a line "
                     "break. Remove line breaks from the column names."
                 )
             if len(row) != expected:
