@@ -402,7 +402,10 @@ def _append(lines: list[str], number: int, text: str) -> None:
         ),
         # pandas padded short rows with empty cells.
         (lambda lines: _append(lines, 120, ",7"), "Line 121 of {path} has 7 fields"),
-        (lambda lines: _drop_second_field(lines, 3001), "Line 3002 of {path} has 5 fields"),
+        (
+            lambda lines: _drop_second_field(lines, 3001),
+            "Line 3002 of {path} has 5 fields, but the header has 6. It is data row 3000 (",
+        ),
         (lambda lines: _drop_second_field(lines, 5040), "Line 5041 of {path} has 5 fields"),
         (
             lambda lines: _append(lines, 4000, ',"a,b"'),

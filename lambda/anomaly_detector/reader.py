@@ -305,7 +305,8 @@ def count_csv_records(
                 fields = "field" if len(row) == 1 else "fields"
                 raise RequestError(
                     f"Line {rows.line_num} of {source} has {len(row)} {fields}, but the "
-                    f"header has {expected}. Give every row one field per header column "
+                    f"header has {expected}. It is data row {records - 2} (counted from 0, "
+                    "header excluded). Give every row one field per header column "
                     f"(delimiter {delimiter!r}), and quote fields that contain the delimiter."
                 )
     except csv.Error as error:
