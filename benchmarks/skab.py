@@ -57,8 +57,8 @@ Usage: python benchmarks/skab.py ../shared/datasets/skab [--json PATH] [--markdo
        [--normal-runs] [--injected-faults SD [--fault-shape step|ramp|noise]]
        [--choose-factors]
 
-Exit status: 0; 1 when some files could not be run (they are listed and not pooled); 2 when
-no file runs or an option is wrong.
+Exit status: 0 when every file runs, 1 when some files could not be run (they are listed
+and not pooled), and 2 when no file runs or an option is wrong.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ import json  # noqa: E402
 import shlex  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -391,9 +392,10 @@ def run_file(path: Path, targets: dict[str, float], workdir: Path, settings: dic
     """
     first = read_table(path, RowRange(0, TRAIN_ROWS + 1), text_columns=["datetime"])
     if len(first) <= TRAIN_ROWS:
+        rows = "1 data row" if len(first) == 1 else f"{len(first)} data rows"
         raise RequestError(
-            f"only {len(first)} data row{'' if len(first) == 1 else 's'}. SKAB's protocol trains on the first {TRAIN_ROWS} "
-            f"and scores the rest, so a file needs more than {TRAIN_ROWS}."
+            f"only {rows}. SKAB's protocol trains on the first {TRAIN_ROWS} rows and scores "
+            f"the rest, so a file needs more than {TRAIN_ROWS}."
         )
     head = first.iloc[:TRAIN_ROWS]
     models, thresholds, left_out = [], {}, {}
@@ -424,7 +426,7 @@ def run_file(path: Path, targets: dict[str, float], workdir: Path, settings: dic
         mine = event_flags(item.result.events, scored["row"], scored["status"] == "scored")
         flags = mine if flags is None else flags | mine
     result = evaluate(flags, _labels(scored, LABEL) > 0.5)
-    changepoints = None  # a file without the changepoint column has no NAB windows
+    changepoints = None  # A file without the changepoint column has no NAB windows.
     if CHANGEPOINT in scored:
         times = pd.to_datetime(scored["timestamp"], utc=True).dt.tz_localize(None).to_numpy()
         marked = _labels(scored, CHANGEPOINT) > 0.5
@@ -492,7 +494,7 @@ def markdown(
     seconds: float,
     settings: dict,
     normal: list[dict] | None = None,
-    failed: list[dict] = (),
+    failed: Sequence[dict] = (),
 ) -> str:
     lines = [
         "# SKAB results",
@@ -534,7 +536,7 @@ def markdown(
 
 
 def _error_line(path: str, message: str) -> str:
-    """Word an error of one file, naming the file once."""
+    """Format the error line of one file, naming the file once."""
     return f"error: {message}" if path in message else f"error: {path}: {message}"
 
 

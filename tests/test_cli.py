@@ -316,7 +316,7 @@ def _bytes_with_note(character: str, at: int) -> bytes:
     lines = TEST.read_bytes().splitlines()
     data = lines[0] + b",note\n"
     row = 1
-    while len(data) + 200 < at:  # rows are about 40 bytes; padding fills the rest
+    while len(data) + 200 < at:  # rows are about 40 bytes, and padding fills the rest
         data += lines[row] + b",ok\n"
         row += 1
     prefix = lines[row] + b","
@@ -559,7 +559,7 @@ def test_serve_port_in_use(model_dir, capsys):
         ("other.csv", "a,b\n1,2\n", "has no column 'is_anomaly'; columns found: ['a', 'b']. Give"),
     ],
 )
-def test_evaluate_rejects_file_that_is_not_scored_csv(tmp_path, capsys, name, text, message):
+def test_evaluate_rejects_other_file(tmp_path, capsys, name, text, message):
     (tmp_path / name).write_text(text)
 
     assert main(["evaluate", str(tmp_path / name), "--label-column", "a"]) == 2

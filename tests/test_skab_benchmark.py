@@ -238,7 +238,7 @@ def test_skab_default_targets_find_pressure_fault(tmp_path):
 
 
 def _with_normal_piece(root: Path) -> None:
-    """One labelled experiment, and one normal piece: the same run without fault or labels."""
+    """Write one labelled experiment, and one normal piece: the same run without fault or labels."""
     (root / "other").mkdir()
     (root / "anomaly-free").mkdir()
     _pump_run(root / "other" / "1.csv", slice(700, 900))
@@ -302,7 +302,7 @@ def test_skab_injected_ramp(tmp_path, capsys):
     injected = json.loads(out.read_text())["injected_faults"]
     assert injected["shape"] == "ramp"
     pressure = injected["per_channel"]["Pressure"]
-    # The ramp starts below the threshold, so its first rows are missed; a step of the same
+    # The ramp starts below the threshold, so its first rows are missed. A step of the same
     # size is found in full (test_skab_injected_faults_per_channel).
     assert 0 < pressure["fn"] < 30
     assert pressure["tp"] + pressure["fn"] == 300
@@ -544,14 +544,14 @@ def test_skab_fails_when_no_file_runs(tmp_path, capsys):
 
 
 def _copy_of_script(tmp_path: Path) -> Path:
-    """benchmarks/skab.py copied into a checkout-like folder of its own, with no .venv yet."""
+    """Copy benchmarks/skab.py into a checkout-like folder without .venv; return the copy."""
     script = tmp_path / "checkout" / "benchmarks" / "skab.py"
     script.parent.mkdir(parents=True)
     shutil.copy(Path(skab.__file__), script)
     return script
 
 
-def test_skab_script_reruns_itself_with_the_project_venv(tmp_path):
+def test_skab_script_restarts_in_venv(tmp_path):
     script = _copy_of_script(tmp_path)
     # A stand-in for the venv's Python that shows what it was started with.
     python = tmp_path / "checkout" / ".venv" / "bin" / "python"

@@ -37,6 +37,7 @@ from .reader import (
     check_column_names,
     count_csv_records,
     decode_text,
+    read_json_lines_text,
     read_json_text,
     sniff_header,
 )
@@ -98,7 +99,7 @@ class RowRange:
 
 
 # The bytes read to find a file's encoding, delimiter and header, and the most read when
-# they hold no line break.
+# they contain no line break.
 HEADER_BYTES = 1 << 16
 MAX_HEADER_BYTES = 1 << 20
 # The bytes checked at a time for the field count of each line.
@@ -117,7 +118,7 @@ def read_header(path: Path) -> FileHeader:
     """Return the encoding, delimiter and column names of a CSV file, as iter_file_chunks reads it.
 
     UTF-8 (byte-order mark optional) and BOM-marked UTF-16 are read, as in a request. The
-    first HEADER_BYTES are read, or more while they hold no line break, up to
+    first HEADER_BYTES are read, or more while they contain no line break, up to
     MAX_HEADER_BYTES.
     """
     with path.open("rb") as handle:
@@ -127,7 +128,7 @@ def read_header(path: Path) -> FileHeader:
         while whole is None and len(head) < MAX_HEADER_BYTES:
             more = handle.read(HEADER_BYTES)
             if not more:
-                whole = head  # the file is one line
+                whole = head  # The file is one line.
                 break
             head += more
             whole = _whole_lines(head, encoding)
@@ -147,7 +148,7 @@ def read_header(path: Path) -> FileHeader:
 def _whole_lines(head: bytes, encoding: str) -> bytes | None:
     """Cut a file's first bytes after their last line break, so that no character is split.
 
-    A line break is LF, CR or CRLF. Returns None when the bytes hold none, unless they are
+    A line break is LF, CR or CRLF. Returns None when the bytes contain none, unless they are
     shorter than HEADER_BYTES (the whole file).
     """
     if len(head) < HEADER_BYTES:
@@ -172,15 +173,19 @@ def iter_file_chunks(
 ) -> Iterator[pd.DataFrame]:
     """Yield the data rows of a CSV (any dialect the reader accepts) or JSON file in chunks.
 
-    A ``.json`` file is read as a JSON request is; a ``.jsonl`` file has one record per line.
+    A ``.json`` file is read as a JSON request is, and a ``.jsonl`` file has one record per
+    line.
     """
     if path.suffix.lower() in (".json", ".jsonl"):
         text = decode_text(path.read_bytes(), str(path))
-        if path.suffix.lower() == ".jsonl":
-            text = _json_lines_as_list(text, path)
         try:
-            frame = read_json_text(text)
+            if path.suffix.lower() == ".jsonl":
+                frame = read_json_lines_text(text, str(path))
+            else:
+                frame = read_json_text(text)
         except RequestError as error:
+            if str(path) in error.message:
+                raise
             raise type(error)(f"{path}: {error.message}") from error
         yield frame
         return
@@ -217,31 +222,12 @@ def iter_file_chunks(
             "delimiter."
         ) from error
     except UnicodeDecodeError as error:
-        # read_header decoded only the block it read, so the offset here is of a later block.
+        # read_header decoded only its block, so the invalid byte lies after that block.
         name = "UTF-16" if encoding == "utf-16" else "UTF-8"
         raise RequestError(
             f"{path} is not valid {name} ({error.reason} after the header block). Save or "
             "export the file as UTF-8."
         ) from error
-
-
-def _json_lines_as_list(text: str, path: Path) -> str:
-    """Turn JSON Lines into the text of a JSON list, naming the first line that is not JSON."""
-    records = []
-    # JSON strings may hold U+2028 and other breaks that str.splitlines() splits on.
-    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
-        if not line.strip():
-            continue
-        try:
-            json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            detail = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
-            raise RequestError(
-                f"Line {number} of {path} is not valid JSON ({detail}). Write one record per "
-                'line of a .jsonl file, such as {"column": value, ...}.'
-            ) from error
-        records.append(line)
-    return "[" + ",".join(records) + "]"
 
 
 def check_file_fields(path: Path, encoding: str, delimiter: str, expected: int) -> None:
@@ -278,7 +264,9 @@ def _simple_fields(path: Path, delimiter: str, expected: int) -> bool:
             cut = data.rfind(b"\n") + 1
             carry = data[cut:]
             if len(carry) > FIELD_CHECK_BYTES or b"\r" in carry[:-1]:
-                return False  # CR line endings, or one very long line: the csv module reads on
+                return (
+                    False  # CR line endings or one very long line: the csv module checks the file
+                )
             if cut and not _simple_lines(data[:cut], delimiter, expected):
                 return False
     carry = carry.removeprefix(b"\xef\xbb\xbf")
@@ -293,7 +281,7 @@ def _simple_lines(data: bytes, delimiter: str, expected: int) -> bool:
     ends = np.flatnonzero(array == ord("\n"))
     returns = np.flatnonzero(array == ord("\r"))
     if len(returns) and not np.all(array[np.minimum(returns + 1, len(array) - 1)] == ord("\n")):
-        return False  # a CR that does not end a line: pandas would start a new row there
+        return False  # pandas starts a new row at a CR inside a line, so the csv module checks
     per_line = np.diff(np.searchsorted(np.flatnonzero(array == ord(delimiter)), ends), prepend=0)
     lengths = np.diff(ends, prepend=-1) - 1 - np.isin(ends - 1, returns)
     # A line longer than the csv module's field limit goes to it, so both paths agree.
@@ -319,7 +307,7 @@ def read_table(path: Path, rows: RowRange, text_columns: list[str] = ()) -> pd.D
 
 
 def no_rows_error(path: Path, rows: RowRange, data_rows: int) -> EmptyRequestError:
-    """Say why no row was selected: the file has none, or ``--rows`` selects none of them."""
+    """Return the error for no selected row: the file has none, or ``--rows`` selects none."""
     if data_rows == 0:
         return EmptyRequestError(f"{path} has no data rows. Add rows below the header.")
     end = "" if rows.end is None else rows.end
@@ -722,7 +710,7 @@ class _LineFeedEnd:
 def _write_quoting_cr(out: TextIO, frame: pd.DataFrame, header: bool) -> None:
     """Write as to_csv does, but quote fields with a CR, which to_csv leaves bare.
 
-    With CRLF line endings to_csv quotes them; the csv module then reads that text back and
+    With CRLF line endings to_csv quotes them. The csv module then reads that text back and
     writes each row again, ending it with a LF. Only frames with a CR in a field or a
     column name take this slower path.
     """

@@ -764,7 +764,7 @@ def _labelled_rows(path: Path, label_column: str, events_path: Path | None) -> _
 
     if path.suffix.lower() == ".json":
         raise RequestError(
-            f"{path} is JSON. Give the scored.csv that detect wrote, or its --out folder; "
+            f"{path} is JSON. Give the scored.csv that detect wrote, or its --out folder. "
             "events.json goes to --events."
         )
     try:

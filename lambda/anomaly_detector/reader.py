@@ -280,7 +280,7 @@ def check_field_counts(text: str, delimiter: str, expected: int) -> int:
 def count_csv_records(
     lines: Iterable[str], delimiter: str, expected: int, source: str = "the CSV body"
 ) -> int:
-    """Check every record's field count with the csv module; return the data rows.
+    """Check every record's field count with the csv module, and return the data rows.
 
     ``lines`` yields the text with its line breaks (a StringIO, or a file opened with
     ``newline=""``), and ``source`` names it in errors.
@@ -352,6 +352,32 @@ def read_json_text(text: str) -> pd.DataFrame:
             "The JSON body must be a list of records (objects), or an object with a "
             f'"records" list; got {_json_type(document)}.'
         )
+    return _records_frame(document, text)
+
+
+def read_json_lines_text(text: str, source: str) -> pd.DataFrame:
+    """Parse JSON Lines (one record per line, blank lines skipped), named ``source`` in errors.
+
+    Lines end at CR or LF only, because JSON strings may contain U+2028 and the other breaks
+    that str.splitlines() splits on.
+    """
+    records = []
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line, object_pairs_hook=_JsonObject.from_pairs))
+        except (json.JSONDecodeError, RecursionError) as error:
+            detail = error.msg if isinstance(error, json.JSONDecodeError) else "nested too deeply"
+            raise RequestError(
+                f"Line {number} of {source} is not valid JSON ({detail}). Write one record per "
+                'line of a .jsonl file, such as {"column": value, ...}.'
+            ) from error
+    return _records_frame(records, text)
+
+
+def _records_frame(document: list, text: str) -> pd.DataFrame:
+    """Check parsed JSON records (``text`` is their source) and return them as a frame."""
     if not document:
         raise EmptyRequestError("The JSON body contains no records. Send at least one record.")
     for row, record in enumerate(document):
