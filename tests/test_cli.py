@@ -744,20 +744,21 @@ def test_train_rejects_bad_merge_gap(tmp_path, capsys):
     assert "Use 0 to merge nothing" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("card_format", "readable"), [(1, True), (2, True), (3, False)])
+@pytest.mark.parametrize(("card_format", "readable"), [(1, True), (2, True), (3, True), (4, False)])
 def test_model_card_formats(model_dir, tmp_path, card_format, readable):
     card = json.loads((model_dir / "model_card.json").read_text())
-    del card["merge_gap"]  # format 1 had no merge gap
+    del card["merge_gap"], card["baseline"]  # format 1 had neither, format 2 no baseline
     (tmp_path / "model_card.json").write_text(json.dumps({**card, "format": card_format}))
 
     if readable:
-        assert ModelCard.load(tmp_path).scoring_config().merge_gap is None
+        config = ModelCard.load(tmp_path).scoring_config()
+        assert (config.merge_gap, config.baseline) == (None, None)
     else:
-        with pytest.raises(ConfigurationError, match="reads formats 1, 2"):
+        with pytest.raises(ConfigurationError, match="reads formats 1, 2, 3"):
             ModelCard.load(tmp_path)
 
 
-@pytest.mark.parametrize("field", ["window", "min_duration", "merge_gap"])
+@pytest.mark.parametrize("field", ["window", "min_duration", "merge_gap", "baseline"])
 def test_detect_names_card_with_bad_setting(model_dir, tmp_path, capsys, field):
     model = tmp_path / "model"
     model.mkdir()

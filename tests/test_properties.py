@@ -270,12 +270,14 @@ def residual_series(draw) -> tuple[np.ndarray, np.ndarray, list[int]]:
 @PROPERTY_SETTINGS
 @given(series=residual_series(), window=st.integers(min_value=1, max_value=8),
        min_duration=st.integers(min_value=1, max_value=4),
-       merge_gap=st.integers(min_value=0, max_value=3))  # fmt: skip
-def test_scoring_in_chunks_equals_whole(series, window, min_duration, merge_gap):
+       merge_gap=st.integers(min_value=0, max_value=3),
+       baseline=st.sampled_from([None, 30]))  # fmt: skip
+def test_scoring_in_chunks_equals_whole(series, window, min_duration, merge_gap, baseline):
     residual, scorable, cuts = series
     config = ScoringConfig(target="y", inputs=("x",), threshold=10.0,
                            window=Span(rows=window), min_duration=Span(rows=min_duration),
-                           merge_gap=Span(rows=merge_gap) if merge_gap else None)  # fmt: skip
+                           merge_gap=Span(rows=merge_gap) if merge_gap else None,
+                           baseline=baseline)  # fmt: skip
     actual = np.where(scorable, residual, np.nan)
     predicted = np.where(scorable, 0.0, np.nan)
 
@@ -289,6 +291,10 @@ def test_scoring_in_chunks_equals_whole(series, window, min_duration, merge_gap)
 
     score = np.concatenate([part.score for part in parts])
     np.testing.assert_allclose(score, whole.score, rtol=1e-9, atol=1e-12, equal_nan=True)
+    if baseline is not None:
+        levels = np.concatenate([part.baseline for part in parts])
+        np.testing.assert_allclose(levels, whole.baseline, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(whole.residual, actual - whole.baseline, equal_nan=True)
     assert np.isnan(whole.score[~scorable]).all()
     assert np.isfinite(whole.score[scorable]).all()
     assert (whole.score[scorable] >= 0).all()

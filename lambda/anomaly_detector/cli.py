@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .config import ConfigurationError, ScoringConfig, Span
+from .config import ConfigurationError, ScoringConfig, Span, parse_baseline
 from .errors import DetectorError, RequestError
 
 if TYPE_CHECKING:
@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="0",
         help="anomalous runs this close are one event, recorded as the default for detect: "
         "rows or a time span between them (default 0, no merging)",
+    )
+    train.add_argument(
+        "--baseline",
+        default="0",
+        metavar="ROWS",
+        help="score residuals against the median residual of the last ROWS normal rows, "
+        "so that slow drift raises no event; recorded as the default for detect. Use it "
+        "for a target that drifts in normal operation (default 0, none)",
     )
     train.add_argument(
         "--threshold-method",
@@ -300,6 +308,11 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
         metavar="G",
         help="anomalous runs at most G apart are one event: rows or a time span (0: none)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="ROWS",
+        help="score residuals against the median residual of the last ROWS normal rows (0: none)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,6 +345,7 @@ def run_train(args: argparse.Namespace) -> int:
     Span.parse(args.window, "--window")
     Span.parse(args.min_duration, "--min-duration")
     Span.parse_gap(args.merge_gap, "--merge-gap")
+    parse_baseline(args.baseline, "--baseline")
     rows = RowRange.parse(args.rows)
     frame = read_table(args.data, rows)
     timestamp = args.timestamp or detect_timestamp_column(frame)
@@ -349,6 +363,7 @@ def run_train(args: argparse.Namespace) -> int:
         window=args.window,
         min_duration=args.min_duration,
         merge_gap=args.merge_gap,
+        baseline=args.baseline,
         threshold_method=args.threshold_method,
         cv_folds=args.cv_folds,
         first_row=rows.start,
@@ -456,6 +471,7 @@ def _detect_setup(
             window=Span.parse(*setting(args.window, "window", "--window")),
             min_duration=Span.parse(*setting(args.min_duration, "min_duration", "--min-duration")),
             merge_gap=Span.parse_gap(*setting(args.merge_gap, "merge_gap", "--merge-gap")),
+            baseline=parse_baseline(*setting(args.baseline, "baseline", "--baseline")),
         )
         if (
             card.threshold_method != "rmse"
@@ -488,6 +504,7 @@ def _detect_setup(
         window=Span.parse(args.window or "5", "--window"),
         min_duration=Span.parse(args.min_duration or "1", "--min-duration"),
         merge_gap=Span.parse_gap(args.merge_gap or "0", "--merge-gap"),
+        baseline=parse_baseline(args.baseline or "0", "--baseline"),
     )
     if not build_client:
         return config, None

@@ -28,6 +28,12 @@ DEFAULT_WINDOW = "5"
 DEFAULT_MIN_DURATION = "1"
 # No merging: each run of anomalous rows is its own event.
 DEFAULT_MERGE_GAP = "0"
+# Rows of the residual baseline (0: none). The baseline is a median over that many rows.
+# Over fewer than a few dozen it would follow a fault. The deployed service stores them as
+# 8-byte floats in one DynamoDB item, and an item holds at most 400 KB.
+DEFAULT_BASELINE = "0"
+MIN_BASELINE_ROWS = 30
+MAX_BASELINE_ROWS = 20_000
 DEFAULT_MAX_REQUEST_BYTES = 5_500_000
 # SageMaker real-time endpoints accept at most 6 MB per request; 4 MB leaves room.
 DEFAULT_MAX_PAYLOAD_BYTES = 4_000_000
@@ -101,6 +107,24 @@ class Span:
         return str(self.rows)
 
 
+def parse_baseline(text: str | int, name: str) -> int | None:
+    """Parse a baseline length: ``"0"`` (none, None) or a whole number of rows."""
+    raw = str(text).strip()
+    if not re.fullmatch(r"\d+", raw):
+        raise ConfigurationError(
+            f"{name} must be a whole number of rows (e.g. 600), or 0 for no baseline; "
+            f"got {raw!r}. A time span is not accepted here."
+        )
+    rows = int(raw)
+    if rows == 0:
+        return None
+    if not MIN_BASELINE_ROWS <= rows <= MAX_BASELINE_ROWS:
+        raise ConfigurationError(
+            f"{name} must be 0 or from {MIN_BASELINE_ROWS} to {MAX_BASELINE_ROWS:,} rows, got {rows}."
+        )
+    return rows
+
+
 @dataclass(frozen=True)
 class ScoringConfig:
     """What to score and how.
@@ -117,6 +141,9 @@ class ScoringConfig:
     merge_gap : runs of anomalous rows this close are one event: at most this many rows
         between them, or at most this long from the end of one to the start of the next.
         None (the default) merges nothing.
+    baseline : None (the default) scores the residual as it is. A number of rows N makes
+        the residual relative to a baseline that follows slow drift: the median residual
+        of the last N scored rows that were not anomalous (see ``scoring``).
     """
 
     target: str
@@ -127,6 +154,7 @@ class ScoringConfig:
     window: Span = field(default_factory=lambda: Span(rows=5))
     min_duration: Span = field(default_factory=lambda: Span(rows=1))
     merge_gap: Span | None = None
+    baseline: int | None = None
 
     def __post_init__(self) -> None:
         # check: target and inputs are named, distinct and do not overlap
@@ -158,6 +186,16 @@ class ScoringConfig:
             # residuals comes near it anyway.
             raise ConfigurationError(
                 f"The threshold must be below {MAX_THRESHOLD:g}, got {self.threshold:g}."
+            )
+
+        # check: the baseline is a count of rows
+        if self.baseline is not None and not (
+            isinstance(self.baseline, int)
+            and MIN_BASELINE_ROWS <= self.baseline <= MAX_BASELINE_ROWS
+        ):
+            raise ConfigurationError(
+                f"The baseline must be a whole number of rows from {MIN_BASELINE_ROWS} to "
+                f"{MAX_BASELINE_ROWS:,}, or 0 for none; got {self.baseline!r}."
             )
 
         # check: time spans need timestamps

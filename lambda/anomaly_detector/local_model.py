@@ -35,12 +35,14 @@ import pandas as pd
 
 from . import __version__
 from .config import (
+    DEFAULT_BASELINE,
     DEFAULT_MERGE_GAP,
     DEFAULT_MIN_DURATION,
     DEFAULT_WINDOW,
     MAX_THRESHOLD,
     ScoringConfig,
     Span,
+    parse_baseline,
 )
 from .errors import ConfigurationError, RequestError
 from .prepare import numbered, resolve_columns, to_numbers
@@ -49,10 +51,10 @@ from .timestamps import parse_timestamps
 
 MODEL_FILE = "model.txt"
 CARD_FILE = "model_card.json"
-# Format 2 added merge_gap. Format 1 cards read as merge_gap "0", and an older version
-# rejects format 2 instead of detecting without the gap.
-CARD_FORMAT = 2
-READABLE_CARD_FORMATS = (1, 2)
+# Format 2 added merge_gap and format 3 the baseline. Older cards read as merge_gap "0" and
+# baseline "0", and an older version rejects a newer card instead of ignoring its settings.
+CARD_FORMAT = 3
+READABLE_CARD_FORMATS = (1, 2, 3)
 DEFAULT_VALIDATION_FRACTION = 0.2
 MIN_TRAINING_ROWS = 50
 # Threshold = this many times the validation RMSE, the product's default.
@@ -98,6 +100,8 @@ class ModelCard:
     window: str = DEFAULT_WINDOW
     min_duration: str = DEFAULT_MIN_DURATION
     merge_gap: str = DEFAULT_MERGE_GAP
+    # Rows of the residual baseline; "0" for none.
+    baseline: str = DEFAULT_BASELINE
     training_rows: int = 0
     validation_rows: int = 0
     dropped_rows: int = 0
@@ -124,6 +128,7 @@ class ModelCard:
             window=Span.parse(self.window, "window"),
             min_duration=Span.parse(self.min_duration, "min_duration"),
             merge_gap=Span.parse_gap(self.merge_gap, "merge_gap"),
+            baseline=parse_baseline(self.baseline, "baseline"),
         )
 
     def save(self, directory: Path) -> None:
@@ -251,6 +256,7 @@ def train(
     first_row: int = 0,
     threshold_factor: float = 1.0,
     merge_gap: str = DEFAULT_MERGE_GAP,
+    baseline: str = DEFAULT_BASELINE,
 ) -> ModelCard:
     """Fit the model on normal-operation rows and write the model directory.
 
@@ -263,8 +269,11 @@ def train(
     to the Gumbel level of the ``cv_folds`` block maxima (see ``gumbel_level``). The card's
     threshold is ``threshold_factor`` times the method's.
 
+    ``baseline`` (rows, "0" for none) is recorded for ``detect``; training does not use it.
+
     ``first_row`` is the file row number of the frame's first row, used in error messages.
     """
+    parse_baseline(baseline, "baseline")
     if not 0 < validation_fraction < 1:
         raise ConfigurationError(
             f"validation_fraction must be between 0 and 1, got {validation_fraction}."
@@ -374,6 +383,7 @@ def train(
         window=window,
         min_duration=min_duration,
         merge_gap=merge_gap,
+        baseline=str(parse_baseline(baseline, "baseline") or 0),
         training_rows=int(len(y) if threshold_method != "rmse" else split),
         validation_rows=int(len(y) - split),
         dropped_rows=dropped,

@@ -24,6 +24,7 @@ RESULT_COLUMNS = (
     "timestamp",
     "actual",
     "predicted",
+    "baseline",  # only with a residual baseline
     "residual",
     "score",
     "is_anomaly",
@@ -113,7 +114,14 @@ def detect_chunk(
     elif keep == "none":
         positions = np.empty(0, dtype=np.int64)
     return result_rows(
-        batch, predicted, scores.residual, scores.score, scores.is_anomaly, first_row, positions
+        batch,
+        predicted,
+        scores.residual,
+        scores.score,
+        scores.is_anomaly,
+        first_row,
+        positions,
+        scores.baseline,
     )
 
 
@@ -125,19 +133,23 @@ def result_rows(
     is_anomaly: np.ndarray,
     first_row: int,
     positions: np.ndarray | None = None,
+    baseline: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Build the output table: result columns, then the echoed columns of the request.
 
     ``positions`` selects rows (all when None), so that rows not returned are not formatted.
+    The ``baseline`` column is there only with a residual baseline, where the residual is
+    ``actual - predicted - baseline``.
     """
     if positions is None:
         positions = np.arange(len(batch))
     columns: dict[str, object] = {"row": first_row + positions}
     if batch.timestamps is not None:
         columns["timestamp"] = format_timestamps(batch.timestamps.iloc[positions]).to_numpy()
+    columns.update(actual=batch.actual[positions], predicted=predicted[positions])
+    if baseline is not None:
+        columns["baseline"] = baseline[positions]
     columns.update(
-        actual=batch.actual[positions],
-        predicted=predicted[positions],
         residual=residual[positions],
         score=score[positions],
         is_anomaly=is_anomaly[positions],

@@ -20,6 +20,17 @@ there or later. Because the window trails, ``start`` lags the onset by up to one
 
 ``Scorer`` keeps the window tail and any open event between calls, so a long file scored
 in chunks gives the same result as scoring it whole.
+
+With a baseline of N rows, the residual of a row is ``actual - predicted - baseline``. The
+baseline is the median of ``actual - predicted`` over the last N scored rows that were not
+anomalous, and 0 before any. It is updated every ``BASELINE_STEP`` rows, so it follows a
+drift that is slow against N rows and stays put while the score is above the threshold:
+a fault does not enter it while it is flagged. A drift that goes on under a long fault could
+keep the score above the threshold after the fault ends, and the baseline would then never
+move again. So once N rows in a row have been anomalous, anomalous rows enter it too: a
+deviation that lasts longer than N rows becomes the new normal, and its event ends about N/2
+rows later. Rows must be in time order, since the baseline follows time. ``BaselineState`` holds what carries over from one batch of rows to
+the next, so that a service can keep it between requests.
 """
 
 from __future__ import annotations
@@ -38,6 +49,67 @@ MAX_DRIVERS = 3
 # deviations from normal, because normal rows often show smaller shifts.
 NOTABLE_DEVIATION = 2.0
 HUGE_RESIDUAL = 1e150
+# Rows between updates of the residual baseline. Each update scores the rows since the last
+# as one chunk, so a shorter step costs time in long files for no gain on slow drift.
+BASELINE_STEP = 30
+
+
+@dataclass
+class BaselineState:
+    """The residuals a baseline is taken from, oldest first, and the rows since its update.
+
+    ``level`` is the baseline: the median of the kept residuals at the last update, 0 before
+    any. ``anomalous_rows`` counts the scored rows since the last normal one.
+    """
+
+    residuals: np.ndarray = field(default_factory=lambda: np.empty(0))
+    rows_since_update: int = 0
+    anomalous_rows: int = 0
+    level: float = 0.0
+
+    def update(
+        self, residuals: np.ndarray, scored: np.ndarray, anomalous: np.ndarray, length: int
+    ) -> None:
+        """Take in the raw residuals of the rows scored since the last update.
+
+        Normal rows enter the baseline; anomalous rows too once ``length`` rows in a row
+        have been anomalous. The last ``length`` residuals are kept.
+        """
+        released = self.anomalous_rows >= length
+        enter = scored if released else scored & ~anomalous
+        self.residuals = np.concatenate([self.residuals, residuals[enter]])[-length:]
+        self.rows_since_update = (self.rows_since_update + len(residuals)) % BASELINE_STEP
+        if self.rows_since_update == 0 and len(self.residuals):
+            self.level = float(np.median(self.residuals))
+        flags = anomalous[scored]
+        normal = np.flatnonzero(~flags)
+        if len(normal):
+            self.anomalous_rows = len(flags) - 1 - int(normal[-1])
+        else:
+            self.anomalous_rows += len(flags)
+
+    def to_dict(self) -> dict:
+        return {
+            "residuals": [float(value) for value in self.residuals],
+            "rows_since_update": self.rows_since_update,
+            "anomalous_rows": self.anomalous_rows,
+            "level": self.level,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BaselineState:
+        """Rebuild a state that ``to_dict`` wrote; raise ValueError for anything else."""
+        residuals = np.asarray(data["residuals"], dtype=float)
+        rows = int(data["rows_since_update"])
+        anomalous = int(data["anomalous_rows"])
+        level = float(data["level"])
+        if residuals.ndim != 1 or not np.all(np.isfinite([*residuals, level])):
+            raise ValueError("the residuals and the level are not finite numbers")
+        if not 0 <= rows < BASELINE_STEP:
+            raise ValueError(f"rows_since_update {rows} is not from 0 to {BASELINE_STEP - 1}")
+        if anomalous < 0:
+            raise ValueError(f"anomalous_rows {anomalous} is negative")
+        return cls(residuals, rows, anomalous, level)
 
 
 @dataclass
@@ -128,6 +200,8 @@ class ChunkScores:
     residual: np.ndarray
     score: np.ndarray
     is_anomaly: np.ndarray
+    # The baseline subtracted from each row's residual, or None without a baseline.
+    baseline: np.ndarray | None = None
 
 
 @dataclass
@@ -158,6 +232,9 @@ class Scorer:
     _normal_residuals: int = 0
     _normal_scale: float = 1.0
     _normal_square_sum: float = 0.0
+    # With a baseline: its residuals, carried between chunks. A service may set it from the
+    # state of an earlier request before the first chunk.
+    baseline: BaselineState = field(default_factory=BaselineState)
 
     def score(
         self,
@@ -172,6 +249,59 @@ class Scorer:
         ``inputs`` (rows x inputs, in ``config.inputs`` order) lets each event name the inputs
         that deviated most from their normal values during it.
         """
+        length = self.config.baseline
+        if length is None:
+            return self._score(actual, predicted, scorable, timestamps, inputs)
+        if timestamps is not None:
+            self._check_sorted(timestamps)
+        parts: list[ChunkScores] = []
+        start, count = 0, len(actual)
+        while start < count:
+            stop = min(start + BASELINE_STEP - self.baseline.rows_since_update, count)
+            level = self.baseline.level
+            part = self._score(
+                actual[start:stop],
+                predicted[start:stop] + level,
+                scorable[start:stop],
+                None if timestamps is None else timestamps.iloc[start:stop],
+                None if inputs is None else inputs[start:stop],
+            )
+            self.baseline.update(
+                part.residual + level, ~np.isnan(part.score), part.is_anomaly, length
+            )
+            part.baseline = np.full(stop - start, level)
+            parts.append(part)
+            start = stop
+        if not parts:
+            return ChunkScores(np.empty(0), np.empty(0), np.empty(0, dtype=bool), np.empty(0))
+        return ChunkScores(
+            *(
+                np.concatenate([getattr(part, name) for part in parts])
+                for name in ("residual", "score", "is_anomaly", "baseline")
+            )
+        )
+
+    def _check_sorted(self, timestamps: pd.Series) -> None:
+        times = timestamps.to_numpy(dtype="datetime64[ns]")
+        times = times[~np.isnat(times)]
+        back = np.flatnonzero(times[1:] < times[:-1])
+        if len(back):
+            where = np.flatnonzero(~np.isnat(timestamps.to_numpy(dtype="datetime64[ns]")))
+            row = self.first_row + self._rows_seen + int(where[back[0] + 1])
+            raise RequestError(
+                f"Timestamps go back in time at row {row}. With a residual baseline the rows "
+                "must be in time order, because the baseline follows the residuals over time: "
+                "sort the rows by time."
+            )
+
+    def _score(
+        self,
+        actual: np.ndarray,
+        predicted: np.ndarray,
+        scorable: np.ndarray,
+        timestamps: pd.Series | None = None,
+        inputs: np.ndarray | None = None,
+    ) -> ChunkScores:
         count = len(actual)
         offset = self.first_row + self._rows_seen
         self._rows_seen += count
