@@ -362,6 +362,13 @@ def _channels(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def _baseline_setting(text: str) -> tuple[str, int]:
+    column, _, rows = text.rpartition("=")
+    if not column or not rows.isdigit():
+        raise argparse.ArgumentTypeError(f"expected COLUMN=ROWS, got {text!r}")
+    return column, int(rows)
+
+
 def _natural_key(path: Path) -> tuple:
     return (str(path.parent), int(path.stem) if path.stem.isdigit() else 10**9, path.stem)
 
@@ -369,7 +376,11 @@ def _natural_key(path: Path) -> tuple:
 def train_target(
     head: pd.DataFrame, target: str, model_dir: Path, settings: dict, factor: float = 1.0
 ) -> ModelCard:
-    """Train a model of one channel from all the others on a file's training rows."""
+    """Train a model of one channel from all the others on a file's training rows.
+
+    ``settings["baselines"]`` maps a target to its baseline in rows; others get none.
+    """
+    baselines = settings.get("baselines", {})
     return train(
         head,
         target=target,
@@ -377,7 +388,8 @@ def train_target(
         model_dir=model_dir,
         timestamp_column="datetime",
         threshold_factor=factor,
-        **settings,
+        baseline=str(baselines.get(target, 0)),
+        **{name: value for name, value in settings.items() if name != "baselines"},
     )
 
 
@@ -673,11 +685,24 @@ def main(argv: list[str] | None = None) -> int:
         help="the shape of --injected-faults: a step (default), a ramp that rises evenly to "
         "SD, or zero-mean noise of standard deviation SD",
     )
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        type=_baseline_setting,
+        metavar="COLUMN=ROWS",
+        help="train --baseline for one column (all for every target); repeat for several",
+    )
     args = parser.parse_args(argv)
     if args.fault_shape is not None and args.injected_faults is None:
         parser.error("--fault-shape needs --injected-faults SD")
     args.fault_shape = args.fault_shape or "step"
     settings = PRODUCT_DEFAULTS if args.product_defaults else BENCHMARK_SETTINGS
+    if args.baseline:
+        baselines = dict(args.baseline)
+        if "all" in baselines:
+            baselines = dict.fromkeys([*BENCHMARK_TARGETS, "Temperature"], baselines["all"])
+        settings = {**settings, "baselines": baselines}
     if args.target:
         factors = dict(args.threshold_factor)
         unknown = sorted(set(factors) - set(args.target))
