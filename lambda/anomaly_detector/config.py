@@ -236,6 +236,8 @@ class ServiceConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
+    # DynamoDB table of the baseline state of each stream; needed with a baseline.
+    state_table: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceConfig:
@@ -261,6 +263,16 @@ class ServiceConfig:
         ):
             text = env.get(name) or default
             spans[name] = reader.wrap("scoring settings", partial(parse, text, name))
+        baseline = reader.wrap(
+            "scoring settings",
+            partial(parse_baseline, env.get("BASELINE") or DEFAULT_BASELINE, "BASELINE"),
+        )
+        state_table = reader.text("STATE_TABLE", required=False)
+        if baseline is not None and state_table is None:
+            raise ConfigurationError(
+                "BASELINE is set, so the baseline of each stream must be kept between "
+                "requests: set STATE_TABLE to the DynamoDB table that holds it."
+            )
         timestamp_column = reader.text("TIMESTAMP_COLUMN", required=False)
         # check: time spans need TIMESTAMP_COLUMN, named as the variables are
         for name, span in spans.items():
@@ -281,6 +293,7 @@ class ServiceConfig:
                 window=spans["WINDOW"],
                 min_duration=spans["MIN_DURATION"],
                 merge_gap=spans["MERGE_GAP"],
+                baseline=baseline,
             ),
         )
         mode = (env.get("METRICS_MODE") or "emf").strip().lower()
@@ -308,6 +321,7 @@ class ServiceConfig:
             max_payload_bytes=max_payload,
             read_timeout_seconds=reader.number("ENDPOINT_READ_TIMEOUT", required=False)
             or DEFAULT_READ_TIMEOUT_SECONDS,
+            state_table=state_table,
         )
 
 

@@ -83,3 +83,10 @@ class EndpointTimeoutError(EndpointError):
 
     status = 504
     code = "endpoint_timeout"
+
+
+class StateUnavailableError(DetectorError):
+    """The baseline state store could not be read; the request may be sent again."""
+
+    status = 503
+    code = "state_unavailable"

@@ -1,7 +1,9 @@
 """Lambda handler: API Gateway REST proxy event in, JSON detection result out.
 
 Routes: ``POST /detect`` with a CSV (``text/csv``) or JSON (``application/json``) body;
-``?rows=all|anomalous|none`` chooses which result rows come back (default all).
+``?rows=all|anomalous|none`` chooses which result rows come back (default all). With a
+residual baseline, ``?stream=NAME`` names the machine whose baseline the rows continue
+(default ``default``); see ``state``.
 Configuration comes from environment variables (see ``config.ServiceConfig.from_env``),
 validated once at cold start.
 """
@@ -27,6 +29,7 @@ from .errors import (
     NotFoundError,
     PayloadTooLargeError,
     RequestError,
+    StateUnavailableError,
     UnsupportedMediaTypeError,
 )
 from .pipeline import Summary, check_finite_events, detect_chunk, events_to_dicts
@@ -34,6 +37,13 @@ from .predictors import Predictor, SageMakerPredictor, runtime_client_config
 from .publishing import MetricsPublisher, publish_warning, to_json
 from .reader import read_request
 from .scoring import Scorer
+from .state import (
+    BaselineStore,
+    DynamoBaselineStore,
+    MemoryBaselineStore,
+    StoredBaseline,
+    check_stream,
+)
 
 logger = Logger(service="anomaly-detector")
 
@@ -55,6 +65,7 @@ class DetectionService:
         runtime_client: Any = None,
         sns_client: Any = None,
         cloudwatch_client: Any = None,
+        baseline_store: BaselineStore | None = None,
     ) -> None:
         self.config = config
         self.runtime = runtime_client
@@ -69,6 +80,14 @@ class DetectionService:
         if cloudwatch_client is None and config.metrics_mode == "cloudwatch":
             cloudwatch_client = boto3.client("cloudwatch")
         self.metrics = MetricsPublisher(config, cloudwatch_client)
+        self.baseline_store = baseline_store
+        if baseline_store is None and config.scoring.baseline is not None:
+            # Without a table (the local API) the states last as long as the process.
+            self.baseline_store = (
+                DynamoBaselineStore(boto3.client("dynamodb"), config.state_table)
+                if config.state_table
+                else MemoryBaselineStore()
+            )
 
     def handle(self, event: dict, context: Any = None) -> dict:
         started = time.monotonic()
@@ -119,7 +138,8 @@ class DetectionService:
         # check: the body is present, decodable and within the size limit
         headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
         body = self._body(event, headers)
-        rows_choice = ((event.get("queryStringParameters") or {}).get("rows") or "all").lower()
+        query = event.get("queryStringParameters") or {}
+        rows_choice = (query.get("rows") or "all").lower()
         if rows_choice not in ROW_CHOICES:
             raise RequestError(
                 f"Query parameter rows must be one of {ROW_CHOICES}, got {rows_choice!r}."
@@ -131,6 +151,11 @@ class DetectionService:
         # parse_timestamps rejects numbers there with the row. Skipping the dtype saves ~10 %.
         frame = read_request(body, headers.get("content-type"))
         scorer = Scorer(scoring)
+        stream, stored = None, None
+        if scoring.baseline is not None:
+            stream = check_stream(query.get("stream"))
+            stored = self._load_baseline(stream, request_id)
+            scorer.baseline = stored.state
         summary = Summary(threshold=scoring.threshold)
         predictor = self.predictor or SageMakerPredictor(
             self.runtime,
@@ -143,6 +168,8 @@ class DetectionService:
         check_finite_events(events, scoring.target)
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
+        if stream is not None:
+            summary_dict["baseline"] = self._save_baseline(stream, stored, scorer, request_id)
 
         # publish, then answer: a failed publish is logged but does not void the scores
         self._publish(summary_dict, events, request_id)
@@ -162,6 +189,64 @@ class DetectionService:
                 "the anomalous rows (events and summary always cover every row)."
             )
         return {"summary": summary_dict, "response": _response(200, body_text)}
+
+    def _load_baseline(self, stream: str, request_id: str | None) -> StoredBaseline:
+        scoring = self.config.scoring
+        try:
+            stored = self.baseline_store.load(stream, scoring.target, scoring.baseline)
+        except (ClientError, BotoCoreError) as error:
+            logger.error("baseline not read", extra=_aws_error_fields(error, request_id))
+            raise StateUnavailableError(
+                "The baseline of this stream could not be read from its table, so the rows "
+                "were not scored. Send the request again later."
+            ) from error
+        if stored.restarted:
+            logger.warning(
+                "baseline restarted",
+                extra={"request_id": request_id, "stream": stream, "reason": stored.restarted},
+            )
+        return stored
+
+    def _save_baseline(
+        self, stream: str, stored: StoredBaseline, scorer: Scorer, request_id: str | None
+    ) -> dict:
+        """Store the baseline the request ends with, unless its rows are not newer.
+
+        Returns what the response says about it.
+        """
+        scoring = self.config.scoring
+        first, last = scorer.time_range
+        reason = None
+        if stored.last_time is not None and first is not None and first <= stored.last_time:
+            # A retry, or rows sent late: scored against the stored baseline, not stored.
+            reason = "rows_not_newer"
+        else:
+            new = StoredBaseline(scorer.baseline, last_time=last or stored.last_time)
+            try:
+                saved = self.baseline_store.save(
+                    stream, scoring.target, scoring.baseline, new, stored.version
+                )
+                reason = None if saved else "concurrent_update"
+            except (ClientError, BotoCoreError) as error:
+                logger.error("baseline not saved", extra=_aws_error_fields(error, request_id))
+                reason = "store_error"
+        if reason is not None and reason != "store_error":
+            logger.warning(
+                "baseline not saved",
+                extra={"request_id": request_id, "stream": stream, "reason": reason},
+            )
+        info = {
+            "stream": stream,
+            "rows": scoring.baseline,
+            "residuals_kept": len(scorer.baseline.residuals),
+            "level": round(scorer.baseline.level, 10),
+            "saved": reason is None,
+        }
+        if reason is not None:
+            info["not_saved_because"] = reason
+        if stored.restarted is not None:
+            info["restarted_because"] = stored.restarted
+        return info
 
     def _publish(self, summary: dict, events: list[dict], request_id: str | None) -> None:
         try:

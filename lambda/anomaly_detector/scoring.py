@@ -220,6 +220,7 @@ class Scorer:
     # continues the event.
     _ended: Event | None = None
     _places_seen: int = 0
+    _first_time: pd.Timestamp | None = None
     _last_time: pd.Timestamp | None = None
     _rows_seen: int = 0
     # Running count, mean and sum of squared deviations (Welford) of each input over the
@@ -350,6 +351,11 @@ class Scorer:
         )
         return ChunkScores(residual, score, is_anomaly)
 
+    @property
+    def time_range(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """The earliest and the latest time scored so far; None without timestamps."""
+        return self._first_time, self._last_time
+
     def finish(self) -> list[Event]:
         """Close the open event and return every event that lasted the minimum duration."""
         if self._open is not None:
@@ -408,6 +414,8 @@ class Scorer:
                 f"than rows already scored (up to {self._last_time}). Large files are scored in "
                 "chunks in file order, so sort the file by time first."
             )
+        if self._first_time is None:
+            self._first_time = pd.Timestamp(sorted_times[0], tz="UTC")
         self._last_time = pd.Timestamp(sorted_times[-1], tz="UTC")
 
     # -- events ----------------------------------------------------------------------------

@@ -1,0 +1,201 @@
+"""Baseline state that the deployed service keeps between requests.
+
+With a residual baseline (``ScoringConfig.baseline``), a request goes on from the baseline
+that the requests before it left. Each stream of rows, one machine named by the query
+parameter ``stream``, has its own state: one DynamoDB item in AWS, a dictionary entry for
+the local API.
+
+A state records the target and the baseline length it was built for. After a new model or
+another length it is not used, and the stream starts again from a baseline of 0.
+
+Each item carries a version, and a write succeeds only when the version is still the one
+that was read. Of two requests of one stream that overlap in time, the second to finish
+keeps its scores but does not store its state. The stored state then lacks that request's
+rows, which shifts a median of hundreds of rows little.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from .errors import RequestError
+from .scoring import BaselineState
+
+DEFAULT_STREAM = "default"
+STREAM_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+@dataclass(frozen=True)
+class StoredBaseline:
+    """A stream's baseline state, the version it was read at (0: none stored), its last time.
+
+    ``restarted`` gives the reason a stored state was not used: "model" (built for another target
+    or length) or "unreadable" (an item this module did not write).
+    """
+
+    state: BaselineState
+    version: int = 0
+    last_time: pd.Timestamp | None = None
+    restarted: str | None = None
+
+
+class BaselineStore(Protocol):
+    def load(self, stream: str, target: str, length: int) -> StoredBaseline: ...
+
+    def save(
+        self, stream: str, target: str, length: int, stored: StoredBaseline, read_version: int
+    ) -> bool: ...
+
+
+def check_stream(value: str | None) -> str:
+    """Return the stream name of a request, ``default`` when it names none."""
+    if value is None or value == "":
+        return DEFAULT_STREAM
+    if not STREAM_PATTERN.fullmatch(value):
+        raise RequestError(
+            "Query parameter stream must be 1 to 128 letters, digits or the characters . _ : -"
+            f" (got {len(value)} characters). It names the machine whose rows these are."
+        )
+    return value
+
+
+class MemoryBaselineStore:
+    """States in a dictionary, for the local API: they last as long as the process."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def load(self, stream: str, target: str, length: int) -> StoredBaseline:
+        with self._lock:
+            item = self._items.get(stream)
+        if item is None:
+            return StoredBaseline(BaselineState())
+        return _from_record(item, target, length)
+
+    def save(
+        self, stream: str, target: str, length: int, stored: StoredBaseline, read_version: int
+    ) -> bool:
+        with self._lock:
+            current = self._items.get(stream, {}).get("version", 0)
+            if current != read_version:
+                return False
+            self._items[stream] = _record(stream, target, length, stored, read_version + 1)
+            return True
+
+
+class DynamoBaselineStore:
+    """States in a DynamoDB table whose partition key is the string attribute ``stream``.
+
+    The residuals are stored as one binary attribute of little-endian 8-byte floats.
+    """
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+
+    def load(self, stream: str, target: str, length: int) -> StoredBaseline:
+        response = self.client.get_item(
+            TableName=self.table_name, Key={"stream": {"S": stream}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        if item is None:
+            return StoredBaseline(BaselineState())
+        return _from_record(_from_attributes(item), target, length)
+
+    def save(
+        self, stream: str, target: str, length: int, stored: StoredBaseline, read_version: int
+    ) -> bool:
+        record = _record(stream, target, length, stored, read_version + 1)
+        condition = "attribute_not_exists(#stream)" if read_version == 0 else "#version = :read"
+        values = {":read": {"N": str(read_version)}} if read_version else None
+        request = {
+            "TableName": self.table_name,
+            "Item": _to_attributes(record),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#stream": "stream"}
+            if read_version == 0
+            else {"#version": "version"},
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
+        try:
+            self.client.put_item(**request)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+
+def _record(
+    stream: str, target: str, length: int, stored: StoredBaseline, version: int
+) -> dict[str, Any]:
+    state = stored.state
+    return {
+        "stream": stream,
+        "target": target,
+        "length": length,
+        "residuals": np.asarray(state.residuals, dtype="<f8").tobytes(),
+        "rows_since_update": state.rows_since_update,
+        "anomalous_rows": state.anomalous_rows,
+        "level": np.asarray([state.level], dtype="<f8").tobytes(),
+        "last_time": None if stored.last_time is None else stored.last_time.isoformat(),
+        "version": version,
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _from_record(record: dict[str, Any], target: str, length: int) -> StoredBaseline:
+    """Rebuild a stored state; one built for another target or length starts again."""
+    try:
+        version = int(record["version"])
+    except (KeyError, TypeError, ValueError):
+        version = 0
+    try:
+        if record["target"] != target or int(record["length"]) != length:
+            return StoredBaseline(BaselineState(), version, restarted="model")
+        state = BaselineState.from_dict(
+            {
+                "residuals": np.frombuffer(record["residuals"], dtype="<f8"),
+                "rows_since_update": record["rows_since_update"],
+                "anomalous_rows": record["anomalous_rows"],
+                "level": np.frombuffer(record["level"], dtype="<f8")[0],
+            }
+        )
+        last_time = record.get("last_time")
+        last_time = None if last_time is None else pd.Timestamp(last_time)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return StoredBaseline(BaselineState(), version, restarted="unreadable")
+    return StoredBaseline(replace(state, residuals=state.residuals[-length:]), version, last_time)
+
+
+def _to_attributes(record: dict[str, Any]) -> dict[str, dict]:
+    attributes: dict[str, dict] = {}
+    for name, value in record.items():
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            attributes[name] = {"B": value}
+        elif isinstance(value, str):
+            attributes[name] = {"S": value}
+        else:
+            attributes[name] = {"N": repr(value)}
+    return attributes
+
+
+def _from_attributes(item: dict[str, dict]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for name, value in item.items():
+        if "B" in value:
+            record[name] = bytes(value["B"])
+        elif "S" in value:
+            record[name] = value["S"]
+        elif "N" in value:
+            record[name] = value["N"]  # read as a number where it is used
+    return record

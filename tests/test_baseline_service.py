@@ -1,0 +1,263 @@
+"""The deployed service's baseline: the real handler, its state in moto's DynamoDB."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import fixtures_handler
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_aws import REGION
+from fixtures_handler import FormulaPredictor, json_lines, load_event, make_config, parse_body
+from moto import mock_aws
+
+from anomaly_detector.config import ConfigurationError
+from anomaly_detector.handler import DetectionService, lambda_handler
+from anomaly_detector.scoring import BaselineState
+from anomaly_detector.state import DynamoBaselineStore, StoredBaseline
+
+aws_credentials = fixtures_handler.aws_credentials
+captured_stdout = fixtures_handler.captured_stdout
+lambda_env = fixtures_handler.lambda_env
+
+TABLE = "anomaly-detector-baseline"
+BASELINE_ROWS = 60
+ENV = {"BASELINE": str(BASELINE_ROWS), "STATE_TABLE": TABLE, "WINDOW": "3", "MIN_DURATION": "2"}
+START = pd.Timestamp("2024-03-06T08:00:00Z")
+
+
+@pytest.fixture
+def dynamodb(aws_credentials):
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "stream", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "stream", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+def rows_csv(first: int, count: int, drift_per_row: float = 0.01) -> str:
+    """Rows a minute apart from row ``first``: the target is the formula plus a slow drift.
+
+    The drift reaches 1.2 K by row 120, under the 2 K threshold, so no row is anomalous and
+    the baseline takes in every row.
+    """
+    rng = np.random.default_rng(first)
+    index = np.arange(first, first + count)
+    torque = rng.uniform(40.0, 60.0, count)
+    ambient = rng.uniform(20.0, 25.0, count)
+    frame = pd.DataFrame(
+        {
+            "timestamp": (START + pd.to_timedelta(index, unit="min")).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "motor_speed": 1500.0,
+            "torque": torque,
+            "ambient_temperature": ambient,
+            "bearing_temperature": 0.1 * torque + ambient + drift_per_row * index,
+        }
+    )
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def post(service: DetectionService, body: str, **query: str) -> dict:
+    event = load_event("post_csv")
+    event["body"] = body
+    event["queryStringParameters"] = query or None
+    response = service.handle(event)
+    assert response["statusCode"] == 200, response["body"]
+    return parse_body(response)
+
+
+def service(**env: str | None) -> DetectionService:
+    return DetectionService(make_config(**{**ENV, **env}), predictor=FormulaPredictor())
+
+
+def test_requests_of_a_stream_continue_one_baseline(dynamodb):
+    detector = service()
+
+    first = post(detector, rows_csv(0, 90), stream="pump-7")
+    second = post(detector, rows_csv(90, 90), stream="pump-7")
+    whole = post(service(), rows_csv(0, 180), stream="pump-8")
+
+    assert first["summary"]["baseline"] == {
+        "stream": "pump-7",
+        "rows": BASELINE_ROWS,
+        "residuals_kept": BASELINE_ROWS,
+        # The median drift of the last 60 rows, 30 to 89, at the update after row 89.
+        "level": pytest.approx(0.01 * 59.5, abs=1e-9),
+        "saved": True,
+    }
+    levels = [row["baseline"] for row in first["rows"] + second["rows"]]
+    assert levels == pytest.approx([row["baseline"] for row in whole["rows"]], abs=1e-9)
+    # The second request starts from where the first left, not from 0.
+    assert second["rows"][0]["baseline"] == pytest.approx(0.01 * 59.5, abs=1e-9)
+    for row in second["rows"]:
+        assert row["residual"] == pytest.approx(
+            row["actual"] - row["predicted"] - row["baseline"], abs=1e-9
+        )
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "pump-7"}})["Item"]
+    assert item["version"] == {"N": "2"}
+    assert item["last_time"] == {"S": "2024-03-06T10:59:00+00:00"}
+
+
+def test_streams_keep_separate_baselines(dynamodb):
+    detector = service()
+    post(detector, rows_csv(0, 120), stream="a")
+
+    other = post(detector, rows_csv(120, 30), stream="b")
+    default = post(detector, rows_csv(120, 30))
+
+    assert other["rows"][0]["baseline"] == 0.0
+    assert default["summary"]["baseline"]["stream"] == "default"
+    assert default["rows"][0]["baseline"] == 0.0
+
+
+def test_a_retry_is_scored_but_not_stored(dynamodb, captured_stdout):
+    detector = service()
+    post(detector, rows_csv(0, 90), stream="s")
+    post(detector, rows_csv(90, 90), stream="s")
+    before = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+
+    again = post(detector, rows_csv(90, 90), stream="s")
+
+    assert again["summary"]["baseline"]["saved"] is False
+    assert again["summary"]["baseline"]["not_saved_because"] == "rows_not_newer"
+    assert dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"] == before
+    warnings = [line for line in json_lines(captured_stdout()) if line["level"] == "WARNING"]
+    assert [(w["message"], w["reason"], w["stream"]) for w in warnings] == [
+        ("baseline not saved", "rows_not_newer", "s")
+    ]
+
+
+def test_the_later_of_two_overlapping_writes_is_refused(dynamodb):
+    store = DynamoBaselineStore(dynamodb, TABLE)
+    read = store.load("s", "bearing_temperature", BASELINE_ROWS)
+    state = BaselineState(np.array([0.5, 0.7]), 2, 0, 0.6)
+
+    assert store.save("s", "bearing_temperature", BASELINE_ROWS, StoredBaseline(state), 0)
+    assert not store.save("s", "bearing_temperature", BASELINE_ROWS, StoredBaseline(state), 0)
+    again = store.load("s", "bearing_temperature", BASELINE_ROWS)
+    assert read.version == 0 and again.version == 1
+    assert again.state.to_dict() == state.to_dict()
+    assert store.save("s", "bearing_temperature", BASELINE_ROWS, again, 1)
+
+
+def test_a_state_of_another_model_is_not_used(dynamodb):
+    post(service(), rows_csv(0, 120), stream="s")
+
+    longer = post(service(BASELINE="90"), rows_csv(120, 30), stream="s")
+
+    assert longer["summary"]["baseline"]["restarted_because"] == "model"
+    assert longer["rows"][0]["baseline"] == 0.0
+    assert longer["summary"]["baseline"]["saved"] is True
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"residuals": {"B": b"\x00\x01\x02"}},  # not a whole number of floats
+        {"residuals": {"S": "0.5"}},
+        {"level": {"B": b""}},
+        {"last_time": {"S": "yesterday"}},
+        {"anomalous_rows": {"N": "1.5"}},
+    ],
+)
+def test_an_unreadable_item_starts_the_stream_again(dynamodb, attributes, captured_stdout):
+    post(service(), rows_csv(0, 60), stream="s")
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+    dynamodb.put_item(TableName=TABLE, Item={**item, **attributes})
+
+    result = post(service(), rows_csv(60, 60), stream="s")
+
+    assert result["summary"]["baseline"]["restarted_because"] == "unreadable"
+    assert result["summary"]["baseline"]["saved"] is True
+    warnings = [line for line in json_lines(captured_stdout()) if line["level"] == "WARNING"]
+    assert [w["message"] for w in warnings] == ["baseline restarted"]
+
+
+def test_an_unreadable_table_is_503_and_logs_no_rows(aws_credentials, captured_stdout):
+    with mock_aws():  # no table
+        event = load_event("post_csv")
+        event["body"] = rows_csv(0, 30)
+        response = service().handle(event)
+
+    assert response["statusCode"] == 503
+    error = parse_body(response)["error"]
+    assert error["code"] == "state_unavailable"
+    assert "Send the request again later" in error["message"]
+    log = captured_stdout()
+    assert "ResourceNotFoundException" in log
+    assert "1500.0" not in log and "bearing_temperature" not in log
+
+
+def test_a_failed_write_keeps_the_scores(dynamodb, captured_stdout):
+    detector = service()
+
+    def refuse(**_):
+        raise dynamodb.exceptions.ProvisionedThroughputExceededException(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+            "PutItem",
+        )
+
+    detector.baseline_store.client.meta.events.register("before-call.dynamodb.PutItem", refuse)
+    result = post(detector, rows_csv(0, 30), stream="s")
+
+    assert len(result["rows"]) == 30
+    assert result["summary"]["baseline"]["not_saved_because"] == "store_error"
+    errors = [line for line in json_lines(captured_stdout()) if line["level"] == "ERROR"]
+    assert [(e["message"], e["error_code"]) for e in errors] == [
+        ("baseline not saved", "ProvisionedThroughputExceededException")
+    ]
+
+
+@pytest.mark.parametrize("stream", ["a b", "x" * 129, "pump/7", "é"])
+def test_a_bad_stream_name_is_400(dynamodb, stream):
+    event = load_event("post_csv")
+    event["queryStringParameters"] = {"stream": stream}
+
+    response = service().handle(event)
+
+    assert response["statusCode"] == 400
+    assert "Query parameter stream must be 1 to 128" in parse_body(response)["error"]["message"]
+
+
+def test_rows_out_of_time_order_are_400_with_the_row(dynamodb):
+    lines = rows_csv(0, 10).splitlines()
+    lines[5], lines[6] = lines[6], lines[5]
+    event = load_event("post_csv")
+    event["body"] = "\n".join(lines) + "\n"
+
+    response = service().handle(event)
+
+    assert response["statusCode"] == 400
+    message = parse_body(response)["error"]["message"]
+    assert "back in time at row 5" in message and "sort the rows by time" in message
+
+
+def test_a_baseline_without_a_table_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="set STATE_TABLE"):
+        make_config(BASELINE="600")
+    with pytest.raises(ConfigurationError, match="BASELINE must be 0 or from 30"):
+        make_config(BASELINE="10", STATE_TABLE=TABLE)
+
+
+def test_lambda_handler_builds_the_table_client_from_the_environment(dynamodb, lambda_env):
+    lambda_env(**ENV)
+    event = load_event("post_csv")
+
+    response = lambda_handler(event, None)
+
+    # The sample rows are scored by the real endpoint client, which has no endpoint here,
+    # so only the configuration and the table client are checked.
+    body = json.loads(response["body"])
+    assert response["statusCode"] in (502, 503, 504), body
+    assert body["error"]["code"].startswith("endpoint")
