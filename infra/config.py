@@ -51,12 +51,17 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # API Gateway REST APIs end an integration after 29 s by default, so the function must
 # return before that for the caller to get the function's own error response.
 API_INTEGRATION_TIMEOUT_SECONDS = 29
+# Rows of a residual baseline: the same limits as the function's (anomaly_detector.config).
+MIN_BASELINE_ROWS = 30
+MAX_BASELINE_ROWS = 20_000
 # Lambda's limit for a synchronous invocation payload, request and response alike.
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6_291_456
 # Lambda's limit for all environment variables of a function together.
 LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096
 # Room kept for TOPIC_ARN, which the stack adds and whose length is known only at deploy.
 TOPIC_ARN_RESERVE_BYTES = 300
+# The same for STATE_TABLE with a baseline: a DynamoDB table name has at most 255 characters.
+STATE_TABLE_RESERVE_BYTES = 11 + 255
 
 # Defaults of every key that has one. cdk.json repeats them as a complete example, and a
 # test checks that both agree. The model, the columns and the threshold have no default.
@@ -86,6 +91,7 @@ DEFAULTS: dict[str, Any] = {
     "window": "5",
     "min_duration": "1",
     "merge_gap": "0",
+    "baseline_rows": 0,
     "asset_id": "",
     "metrics_namespace": "AnomalyDetection",
     "service_name": "anomaly-detector",
@@ -190,6 +196,7 @@ class ScoringSettings:
     window: str  # rows ("5") or a pandas time span ("5min")
     min_duration: str  # rows or a pandas time span
     merge_gap: str  # "0" (no merging), rows or a pandas time span
+    baseline: int  # rows of the residual baseline; 0 for none
     asset_id: str | None
     metrics_namespace: str
     service_name: str
@@ -271,6 +278,8 @@ class StackConfig:
             environment["TIMESTAMP_COLUMN"] = scoring.timestamp_column
         if scoring.asset_id is not None:
             environment["ASSET_ID"] = scoring.asset_id
+        if scoring.baseline:
+            environment["BASELINE"] = str(scoring.baseline)
         return environment
 
 
@@ -412,6 +421,7 @@ def _read_scoring(reader: _ContextReader) -> ScoringSettings:
         window=window,
         min_duration=min_duration,
         merge_gap=merge_gap,
+        baseline=_read_baseline(reader),
         asset_id=reader.optional_text(
             "asset_id", pattern=re.compile(r"^[\x20-\x7e]{1,255}$"), hint="printable ASCII"
         ),
@@ -421,6 +431,17 @@ def _read_scoring(reader: _ContextReader) -> ScoringSettings:
         endpoint_read_timeout_seconds=reader.integer("endpoint_read_timeout_seconds", 1, 60),
         log_level=reader.choice("log_level", LOG_LEVELS),
     )
+
+
+def _read_baseline(reader: _ContextReader) -> int:
+    rows = reader.integer("baseline_rows", 0, MAX_BASELINE_ROWS)
+    if 0 < rows < MIN_BASELINE_ROWS:
+        raise ConfigError(
+            f"Context key 'baseline_rows' is {rows}. Give 0 for no baseline, or from "
+            f"{MIN_BASELINE_ROWS} to {MAX_BASELINE_ROWS} rows: a median over fewer would "
+            "follow a fault."
+        )
+    return rows
 
 
 def _read_namespace(reader: _ContextReader) -> str:
@@ -515,9 +536,12 @@ def _check_timeouts(config: StackConfig) -> None:
 def _check_environment_size(config: StackConfig) -> None:
     environment = config.scoring_environment()
     size = sum(len(key.encode()) + len(value.encode()) for key, value in environment.items())
-    if size + TOPIC_ARN_RESERVE_BYTES > LAMBDA_ENVIRONMENT_LIMIT_BYTES:
+    size += TOPIC_ARN_RESERVE_BYTES
+    if config.scoring.baseline:
+        size += STATE_TABLE_RESERVE_BYTES
+    if size > LAMBDA_ENVIRONMENT_LIMIT_BYTES:
         raise ConfigError(
-            f"The Lambda environment would need about {size + TOPIC_ARN_RESERVE_BYTES} bytes, "
+            f"The Lambda environment would need about {size} bytes, "
             f"more than Lambda's limit of {LAMBDA_ENVIRONMENT_LIMIT_BYTES}. Shorten the "
             "column names in 'input_columns' or the other scoring values."
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -75,6 +76,7 @@ class ScoringApi(Construct):
         alerting: Alerting,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.state_table = self._create_state_table() if config.scoring.baseline else None
         self.function = self._create_function(config, endpoint, alerting)
         self.api, self.detect_method = self._create_api(config)
         self.detect_url = self.api.url_for_path(f"/{DETECT_PATH}")
@@ -103,6 +105,9 @@ class ScoringApi(Construct):
 
         environment = config.scoring_environment()
         environment["TOPIC_ARN"] = alerting.topic.topic_arn
+        if self.state_table is not None:
+            self.state_table.grant(role, "dynamodb:GetItem", "dynamodb:PutItem")
+            environment["STATE_TABLE"] = self.state_table.table_name
 
         function = lambda_.Function(
             self,
@@ -128,6 +133,23 @@ class ScoringApi(Construct):
             "Powertools layers are pinned.",
         )
         return function
+
+    def _create_state_table(self) -> dynamodb.Table:
+        """The baseline state of each stream: one small item per machine.
+
+        It is rebuilt from the rows of the next minutes if lost, so it goes with the stack.
+        """
+        return dynamodb.Table(
+            self,
+            "BaselineState",
+            partition_key=dynamodb.Attribute(name="stream", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
 
     def _managed_layers(self, config: StackConfig) -> list[lambda_.ILayerVersion]:
         """Return the AWS SDK for pandas and Powertools layers for the function's runtime.

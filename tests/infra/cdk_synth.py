@@ -42,6 +42,7 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
         "serverless_max_concurrency": "10",
         "asset_id": "press-07",
         "no_data_alarm_minutes": "60",
+        "baseline_rows": "600",
     },
     "api_key": {
         "api_auth": "api_key",

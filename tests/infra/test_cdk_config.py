@@ -151,6 +151,16 @@ def test_optional_scoring_variables_are_omitted_when_unset():
 
     assert "TIMESTAMP_COLUMN" not in environment
     assert "ASSET_ID" not in environment
+    assert "BASELINE" not in environment
+
+
+def test_baseline_rows_reach_the_function_and_match_its_limits():
+    from anomaly_detector import config as function_config
+    from infra import config as stack_config
+
+    assert config_with(baseline_rows="600").scoring_environment()["BASELINE"] == "600"
+    assert stack_config.MIN_BASELINE_ROWS == function_config.MIN_BASELINE_ROWS
+    assert stack_config.MAX_BASELINE_ROWS == function_config.MAX_BASELINE_ROWS
 
 
 # Each case: overrides of cdk.json, then fragments the error message must contain.
@@ -202,6 +212,9 @@ INVALID_CASES = [
     ({"merge_gap": "1min", "timestamp_column": ""}, ["merge_gap", "timestamp_column"]),
     ({"merge_gap": "1000000D"}, ["merge_gap", "longer than 365 days"]),
     ({"window": "366D"}, ["window", "longer than 365 days"]),
+    ({"baseline_rows": 10}, ["baseline_rows", "is 10", "from 30 to 20000"]),
+    ({"baseline_rows": "20001"}, ["baseline_rows", "0 to 20000"]),
+    ({"baseline_rows": "10min"}, ["baseline_rows", "integer"]),
     ({"timezone": "Mars/Olympus"}, ["timezone", "IANA time zone"]),
     ({"metrics_namespace": "AWS/Lambda"}, ["metrics_namespace", "reserved"]),
     ({"log_level": "VERBOSE"}, ["log_level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"]),

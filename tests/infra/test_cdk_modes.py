@@ -115,6 +115,38 @@ def test_serverless_has_no_autoscaling(serverless):
     assert len(serverless.resources("AWS::SageMaker::Endpoint")) == 1
 
 
+def test_baseline_keeps_its_state_in_a_table(serverless):
+    table = serverless.only("AWS::DynamoDB::Table")
+    function = serverless.only("AWS::Lambda::Function")
+    variables = function["Environment"]["Variables"]
+
+    assert table["KeySchema"] == [{"AttributeName": "stream", "KeyType": "HASH"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["SSESpecification"] == {"SSEEnabled": True}
+    assert variables["BASELINE"] == "600"
+    assert variables["STATE_TABLE"]["Ref"].startswith("ScoringApiBaselineState")
+
+
+def test_baseline_table_is_read_and_written_by_the_function_only(serverless):
+    statements = [
+        statement
+        for logical_id, policy in serverless.resources("AWS::IAM::Policy").items()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "dynamodb" in flat(statement["Action"])
+    ]
+
+    assert len(statements) == 1
+    assert statements[0]["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
+    assert statements[0]["Resource"][0]["Fn::GetAtt"][0].startswith("ScoringApiBaselineState")
+    roles = [
+        logical_id
+        for logical_id, policy in serverless.resources("AWS::IAM::Policy").items()
+        if "dynamodb" in flat(policy["Properties"]["PolicyDocument"])
+    ]
+    assert all(role.startswith("ScoringApiFunctionRole") for role in roles)
+
+
 def test_asset_id_adds_metric_dimension(serverless):
     anomaly = alarm(serverless, "AnomalyAlarm")
     function = serverless.only("AWS::Lambda::Function")

@@ -246,6 +246,11 @@ def test_function_environment_from_context(template):
     assert topic.as_object()["Ref"].startswith("AlertingTopic")
 
 
+def test_no_baseline_table_by_default(synthesis):
+    assert synthesis.resources("AWS::DynamoDB::Table") == {}
+    assert "BASELINE" not in synthesis.only("AWS::Lambda::Function")["Environment"]["Variables"]
+
+
 def test_function_has_no_reserved_concurrency_by_default(synthesis):
     assert "ReservedConcurrentExecutions" not in synthesis.only("AWS::Lambda::Function")
 

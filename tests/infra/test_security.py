@@ -137,6 +137,12 @@ def test_function_role_grants_only_what_it_uses(synthesis):
         ("kms:GenerateDataKey", flat({"Fn::GetAtt": [key, "Arn"]})),
         ("kms:Decrypt", flat({"Fn::GetAtt": [key, "Arn"]})),
     }
+    # With a baseline: reads and writes the items of its state table.
+    for table in synthesis.resources("AWS::DynamoDB::Table"):
+        allowed |= {
+            (action, flat({"Fn::GetAtt": [table, "Arn"]}))
+            for action in ("dynamodb:GetItem", "dynamodb:PutItem")
+        }
     invoke = {pair for pair in granted if pair[0] == "sagemaker:InvokeEndpoint"}
     assert granted - invoke == allowed
     [(_, resource)] = invoke
@@ -245,7 +251,9 @@ def test_topic_rejects_publish_without_tls(synthesis):
 
 def test_topic_allows_only_own_alarms(synthesis):
     [policy] = synthesis.resources("AWS::SNS::TopicPolicy").values()
-    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    allows = [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"
+    ]
 
     for statement in allows:
         assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
