@@ -232,8 +232,12 @@ def test_skab_default_targets_find_pressure_fault(tmp_path):
     assert default["fn"] == 0
     assert default["fp"] <= 60
     assert (
-        "targets `Volume Flow RateRMS, Pressure, Current, Voltage, Accelerometer1RMS x8, "
-        "Accelerometer2RMS x16, Thermocouple x16`" in page.read_text()
+        "targets `Volume Flow RateRMS, Pressure, Current, Voltage, Accelerometer1RMS x4, "
+        "Accelerometer2RMS x8, Thermocouple x4`" in page.read_text()
+    )
+    assert (
+        "baselines `{'Accelerometer1RMS': 600, 'Accelerometer2RMS': 600, 'Thermocouple': 600}`"
+        in page.read_text()
     )
 
 
@@ -367,12 +371,16 @@ def test_skab_choose_factors_raises_drifting_channels(tmp_path, capsys):
     assert skab.main([str(tmp_path), "--choose-factors"]) == 0
 
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
-    printed = {fields[0]: fields[1:] for fields in lines if len(fields) == 3}
-    assert printed["Pressure"] == ["1", "1"]
-    assert printed["Current"] == ["1", "1"]
-    quiet, chosen = (float(value) for value in printed["Accelerometer1RMS"])
+    printed = {fields[0]: fields[1:] for fields in lines if len(fields) == 5}
+    # Columns: quiet from, quiet from with a baseline, the baseline chosen, the factor.
+    assert printed["Pressure"] == ["1", "1", "0", "1"]
+    assert printed["Current"] == ["1", "1", "0", "1"]
+    quiet, followed, baseline, chosen = (float(v) for v in printed["Accelerometer1RMS"])
     assert quiet > 1
-    assert chosen == 2 * quiet
+    # The baseline follows the drift, so a lower factor stays quiet.
+    assert followed < quiet
+    assert baseline == skab.BASELINE_ROWS
+    assert chosen == skab.with_margin(followed)
 
 
 def test_skab_choose_factors_needs_unlabelled_files(tmp_path, capsys):
