@@ -280,6 +280,7 @@ def _start_api(
     endpoint_name: str = ENDPOINT_NAME,
     topic_arn: str | None = None,
     asset_id: str = "press-7",
+    baseline: int | None = None,
 ) -> tuple[ApiServer, LocalApi]:
     # boto3 reads the endpoint URL variables when a client is created, so they are set
     # before DetectionService creates its clients.
@@ -295,6 +296,7 @@ def _start_api(
             timestamp_column="timestamp",
             window=Span.parse(model_card.window, "window"),
             min_duration=Span.parse(model_card.min_duration, "min_duration"),
+            baseline=baseline,
         ),
         endpoint_name=endpoint_name,
         asset_id=asset_id,
@@ -320,8 +322,8 @@ def start_api(
 ) -> Iterator[Callable[..., LocalApi]]:
     """Start local APIs whose boto3 clients reach the given model endpoint and moto.
 
-    The factory takes the endpoint URL and, optionally, ``endpoint_name``, ``topic_arn``
-    and ``asset_id``.
+    The factory takes the endpoint URL and, optionally, ``endpoint_name``, ``topic_arn``,
+    ``asset_id`` and ``baseline``.
     """
     servers: list[ApiServer] = []
 

@@ -147,6 +147,41 @@ def test_detect_normal_rows(
     )
 
 
+def test_detect_with_a_baseline_goes_on_from_the_last_request(
+    start_api, model_endpoint, model_card, openapi, make_rows
+):
+    # Given a local API with a 30-row baseline, and rows that all lie a little above the
+    # model, as a drift would put them
+    api = start_api(model_endpoint.url, baseline=30)
+    offset = 0.3 * model_card.threshold
+    first = make_rows(60, seed=5, start=REQUEST_START, offset=offset, offset_rows=slice(None))
+    later = make_rows(
+        30,
+        seed=6,
+        start=REQUEST_START + pd.Timedelta(minutes=60),
+        offset=offset,
+        offset_rows=slice(None),
+    )
+
+    # When two requests of one stream follow each other
+    replies = [
+        send("POST", f"{api.url}/detect?stream=press-7", rows.to_csv(index=False).encode(),
+             "text/csv")
+        for rows in (first, later)
+    ]  # fmt: skip
+
+    # Then the second starts from the baseline the first left, near the offset
+    results = [reply.json() for reply in replies]
+    for reply, result in zip(replies, results, strict=True):
+        assert reply.status == 200
+        openapi.validate_response("/detect", "POST", 200, result)
+    level = results[0]["summary"]["baseline"]["level"]
+    assert results[0]["summary"]["baseline"]["saved"] is True
+    assert level == pytest.approx(offset, abs=0.1)
+    assert results[1]["rows"][0]["baseline"] == pytest.approx(level)
+    assert results[0]["rows"][0]["baseline"] == 0.0
+
+
 def test_detect_offset_rows_publish_one_warning(
     start_api, model_endpoint, aws, warning_topic, openapi, make_rows
 ):
