@@ -29,8 +29,9 @@ a fault does not enter it while it is flagged. A drift that goes on under a long
 keep the score above the threshold after the fault ends, and the baseline would then never
 move again. So once N rows in a row have been anomalous, anomalous rows enter it too: a
 deviation that lasts longer than N rows becomes the new normal, and its event ends about N/2
-rows later. Rows must be in time order, since the baseline follows time. ``BaselineState`` holds what carries over from one batch of rows to
-the next, so that a service can keep it between requests.
+rows later. Rows must be in time order, since the baseline follows time. ``BaselineState``
+holds what carries over from one batch of rows to the next, so that a service can keep it
+between requests.
 """
 
 from __future__ import annotations
