@@ -210,6 +210,8 @@ def test_cli_records_the_baseline_and_detect_uses_it(tmp_path, capsys):
     np.testing.assert_allclose(
         scored["residual"], scored["actual"] - scored["predicted"] - scored["baseline"]
     )
+    assert json.loads((tmp_path / "followed" / "summary.json").read_text())["baseline_rows"] == 300
+    assert "baseline_rows" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
     plain_scored, plain_events = runs["plain"]
     assert "baseline" not in plain_scored
     # Without the baseline, the drift alone keeps the score above the threshold for long.
@@ -222,3 +224,36 @@ def test_cli_names_a_bad_baseline(tmp_path, capsys):
 
     assert main([*args, "--model-dir", str(tmp_path / "m")]) == 2
     assert "--baseline must be a whole number of rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 29, 30, 31, 450])
+def test_chunks_give_the_results_of_one_batch_through_a_release(chunk):
+    # A step that never ends, so the baseline is released, and rows that cannot be scored.
+    residual = drifting_residuals(seed=2)
+    residual[1500:] += 3.0
+    scorable = np.random.default_rng(3).random(ROWS) > 0.1
+    actual = np.where(scorable, residual, np.nan)
+    predicted = np.where(scorable, 0.0, np.nan)
+    whole, events = score_all(config(600), actual, predicted, scorable)
+
+    scorer = Scorer(config(600))
+    parts = [
+        scorer.score(actual[start : start + chunk], predicted[start : start + chunk],
+                     scorable[start : start + chunk])
+        for start in range(0, ROWS, chunk)
+    ]  # fmt: skip
+
+    np.testing.assert_allclose(np.concatenate([p.baseline for p in parts]), whole.baseline)
+    assert np.array_equal(np.concatenate([p.is_anomaly for p in parts]), whole.is_anomaly)
+    assert [e.to_dict() for e in scorer.finish()] == [e.to_dict() for e in events]
+    assert np.isnan(whole.baseline[~scorable]).all()
+
+
+def test_a_fault_from_the_first_row_keeps_the_baseline_at_zero():
+    # Every row is anomalous, so no residual enters before the release at 600 rows.
+    scores, events = score(np.full(900, 5.0), 600)
+
+    assert np.all(scores.baseline[:600] == 0.0)
+    assert scores.is_anomaly[:600].all()
+    assert np.isfinite(scores.score).all()
+    assert len(events) == 1

@@ -426,6 +426,9 @@ def detect_file(
     check_finite_events(events, config.target)
     summary.events = len(events)
     summary_dict = summary.to_dict(config)
+    if config.baseline is not None:
+        # The rows of the residual baseline; the API's summary holds its state instead.
+        summary_dict["baseline_rows"] = config.baseline
     scored_path.replace(out_dir / "scored.csv")
     (out_dir / "events.json").write_text(json.dumps(events, indent=2) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(summary_dict, indent=2) + "\n")

@@ -57,7 +57,7 @@ BASELINE_STEP = 30
 
 @dataclass
 class BaselineState:
-    """The residuals a baseline is taken from, oldest first, and the rows since its update.
+    """The residuals a baseline is taken from, oldest first, and the scored rows since its update.
 
     ``level`` is the baseline: the median of the kept residuals at the last update, 0 before
     any. ``anomalous_rows`` counts the scored rows since the last normal one.
@@ -71,23 +71,27 @@ class BaselineState:
     def update(
         self, residuals: np.ndarray, scored: np.ndarray, anomalous: np.ndarray, length: int
     ) -> None:
-        """Take in the raw residuals of the rows scored since the last update.
+        """Take in the raw residuals of rows in scoring order, at most up to the next update.
 
-        Normal rows enter the baseline; anomalous rows too once ``length`` rows in a row
-        have been anomalous. The last ``length`` residuals are kept.
+        Normal rows enter the baseline. An anomalous row enters when it is more than
+        ``length`` anomalous rows in a row. The last ``length`` residuals are kept, and the
+        level is taken again after every ``BASELINE_STEP`` scored rows. Each row is judged
+        on its own, so where the rows are cut into calls does not matter.
         """
-        released = self.anomalous_rows >= length
-        enter = scored if released else scored & ~anomalous
-        self.residuals = np.concatenate([self.residuals, residuals[enter]])[-length:]
-        self.rows_since_update = (self.rows_since_update + len(residuals)) % BASELINE_STEP
+        flags = anomalous[scored]
+        if len(flags) == 0:
+            return
+        index = np.arange(len(flags))
+        last_normal = np.maximum.accumulate(np.where(flags, -1, index))
+        # Anomalous rows in a row up to each row, the rows before this call included.
+        run = np.where(last_normal >= 0, index - last_normal, index + 1 + self.anomalous_rows)
+        run[~flags] = 0
+        enter = ~flags | (run > length)
+        self.residuals = np.concatenate([self.residuals, residuals[scored][enter]])[-length:]
+        self.anomalous_rows = int(run[-1])
+        self.rows_since_update = (self.rows_since_update + len(flags)) % BASELINE_STEP
         if self.rows_since_update == 0 and len(self.residuals):
             self.level = float(np.median(self.residuals))
-        flags = anomalous[scored]
-        normal = np.flatnonzero(~flags)
-        if len(normal):
-            self.anomalous_rows = len(flags) - 1 - int(normal[-1])
-        else:
-            self.anomalous_rows += len(flags)
 
     def to_dict(self) -> dict:
         return {
@@ -258,8 +262,17 @@ class Scorer:
             self._check_sorted(timestamps)
         parts: list[ChunkScores] = []
         start, count = 0, len(actual)
+        # The baseline is updated after every BASELINE_STEP scored rows, so each part ends
+        # at the row that completes a step, or at the end of the chunk.
+        scored_positions = np.flatnonzero(scorable)
+        taken = 0
         while start < count:
-            stop = min(start + BASELINE_STEP - self.baseline.rows_since_update, count)
+            need = BASELINE_STEP - self.baseline.rows_since_update
+            if taken + need <= len(scored_positions):
+                stop = int(scored_positions[taken + need - 1]) + 1
+                taken += need
+            else:
+                stop, taken = count, len(scored_positions)
             level = self.baseline.level
             part = self._score(
                 actual[start:stop],
@@ -271,7 +284,7 @@ class Scorer:
             self.baseline.update(
                 part.residual + level, ~np.isnan(part.score), part.is_anomaly, length
             )
-            part.baseline = np.full(stop - start, level)
+            part.baseline = np.where(scorable[start:stop], level, np.nan)
             parts.append(part)
             start = stop
         if not parts:
