@@ -10,10 +10,10 @@ import fixtures_handler
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_aws import REGION
 from fixtures_handler import FormulaPredictor, json_lines, load_event, make_config, parse_body
 from moto import mock_aws
 
+from anomaly_detector import handler
 from anomaly_detector.config import ConfigurationError
 from anomaly_detector.handler import DetectionService, lambda_handler
 from anomaly_detector.scoring import BaselineState
@@ -32,7 +32,7 @@ START = pd.Timestamp("2024-03-06T08:00:00Z")
 @pytest.fixture
 def dynamodb(aws_credentials):
     with mock_aws():
-        client = boto3.client("dynamodb", region_name=REGION)
+        client = boto3.client("dynamodb")  # in the region that aws_credentials sets
         client.create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "stream", "KeyType": "HASH"}],
@@ -42,7 +42,9 @@ def dynamodb(aws_credentials):
         yield client
 
 
-def rows_csv(first: int, count: int, drift_per_row: float = 0.01) -> str:
+def rows_csv(
+    first: int, count: int, drift_per_row: float = 0.01, start: pd.Timestamp = START
+) -> str:
     """Rows a minute apart from row ``first``: the target is the formula plus a slow drift.
 
     The drift reaches 1.2 K by row 120, under the 2 K threshold, so no row is anomalous and
@@ -54,7 +56,7 @@ def rows_csv(first: int, count: int, drift_per_row: float = 0.01) -> str:
     ambient = rng.uniform(20.0, 25.0, count)
     frame = pd.DataFrame(
         {
-            "timestamp": (START + pd.to_timedelta(index, unit="min")).strftime(
+            "timestamp": (start + pd.to_timedelta(index, unit="min")).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"
             ),
             "motor_speed": 1500.0,
@@ -169,6 +171,11 @@ def test_a_state_of_another_model_is_not_used(dynamodb):
         {"level": {"B": b""}},
         {"last_time": {"S": "yesterday"}},
         {"anomalous_rows": {"N": "1.5"}},
+        {"last_time": {"S": "2024-03-06T09:00:00"}},  # no time zone
+        {"last_time": {"S": "now"}},
+        {"version": {"S": "abc"}},
+        {"version": {"S": "1"}},
+        {"version": {"N": "1.5"}},
     ],
 )
 def test_an_unreadable_item_starts_the_stream_again(dynamodb, attributes, captured_stdout):
@@ -184,19 +191,98 @@ def test_an_unreadable_item_starts_the_stream_again(dynamodb, attributes, captur
     assert [w["message"] for w in warnings] == ["baseline restarted"]
 
 
-def test_an_unreadable_table_is_503_and_logs_no_rows(aws_credentials, captured_stdout):
+def test_a_missing_table_is_a_configuration_error(aws_credentials, captured_stdout):
     with mock_aws():  # no table
         event = load_event("post_csv")
         event["body"] = rows_csv(0, 30)
         response = service().handle(event)
+
+    assert response["statusCode"] == 500
+    error = parse_body(response)["error"]
+    assert error["code"] == "configuration_error"
+    assert (
+        f"The baseline table {TABLE} cannot be used (ResourceNotFoundException)"
+        in (error["message"])
+    )
+    assert "Check STATE_TABLE" in error["message"]
+    log = captured_stdout()
+    assert "ResourceNotFoundException" in log
+    assert "1500.0" not in log
+
+
+def test_a_throttled_table_is_503_and_logs_no_rows(dynamodb, captured_stdout):
+    detector = service()
+
+    def throttle(**_):
+        raise dynamodb.exceptions.ProvisionedThroughputExceededException(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+            "GetItem",
+        )
+
+    detector.baseline_store.client.meta.events.register("before-call.dynamodb.GetItem", throttle)
+    event = load_event("post_csv")
+    event["body"] = rows_csv(0, 30)
+    response = detector.handle(event)
 
     assert response["statusCode"] == 503
     error = parse_body(response)["error"]
     assert error["code"] == "state_unavailable"
     assert "Send the request again later" in error["message"]
     log = captured_stdout()
-    assert "ResourceNotFoundException" in log
-    assert "1500.0" not in log and "bearing_temperature" not in log
+    assert "ProvisionedThroughputExceededException" in log
+    assert "1500.0" not in log
+
+
+class RecordingSns:
+    def __init__(self) -> None:
+        self.published: list[dict] = []
+
+    def publish(self, **request) -> dict:
+        self.published.append(request)
+        return {"MessageId": "m-1"}
+
+
+def test_a_response_too_large_stores_and_warns_nothing(dynamodb, monkeypatch):
+    sns = RecordingSns()
+    config = make_config(**ENV, TOPIC_ARN="arn:aws:sns:eu-west-1:123456789012:warnings")
+    detector = DetectionService(config, predictor=FormulaPredictor(offset=-5.0), sns_client=sns)
+    monkeypatch.setattr(handler, "MAX_RESPONSE_BYTES", 5_000)
+    event = load_event("post_csv")
+    event["body"] = rows_csv(0, 90)
+
+    response = detector.handle(event)
+
+    assert response["statusCode"] == 413, response["body"]
+    assert "?rows=anomalous" in parse_body(response)["error"]["message"]
+    assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "default"}})
+    assert sns.published == []
+    # The retry the message asks for is stored and warns once.
+    event["queryStringParameters"] = {"rows": "none"}
+    retried = parse_body(detector.handle(event))
+    assert retried["summary"]["baseline"]["saved"] is True
+    assert retried["summary"]["events"] >= 1
+    assert len(sns.published) == 1
+
+
+def test_rows_far_in_the_future_are_refused(dynamodb):
+    event = load_event("post_csv")
+    event["body"] = rows_csv(0, 30, start=pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=2))
+
+    response = service().handle(event)
+
+    assert response["statusCode"] == 400
+    assert "more than a day after the service's clock" in parse_body(response)["error"]["message"]
+    assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "default"}})
+
+
+def test_a_first_row_at_the_stored_last_time_is_new(dynamodb):
+    detector = service()
+    post(detector, rows_csv(0, 60), stream="s")
+
+    # Starts at row 59's time: times may repeat, so this is not a retry.
+    result = post(detector, rows_csv(59, 30), stream="s")
+
+    assert result["summary"]["baseline"]["saved"] is True
 
 
 def test_a_failed_write_keeps_the_scores(dynamodb, captured_stdout):
@@ -246,6 +332,8 @@ def test_rows_out_of_time_order_are_400_with_the_row(dynamodb):
 def test_a_baseline_without_a_table_is_a_configuration_error():
     with pytest.raises(ConfigurationError, match="set STATE_TABLE"):
         make_config(BASELINE="600")
+    with pytest.raises(ConfigurationError, match="STATE_TABLE must be a DynamoDB table name"):
+        make_config(BASELINE="600", STATE_TABLE="a b/c")
     with pytest.raises(ConfigurationError, match="BASELINE must be 0 or from 30"):
         make_config(BASELINE="10", STATE_TABLE=TABLE)
 

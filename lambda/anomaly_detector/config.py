@@ -110,7 +110,7 @@ class Span:
 def parse_baseline(text: str | int, name: str) -> int | None:
     """Parse a baseline length: ``"0"`` (none, None) or a whole number of rows."""
     raw = str(text).strip()
-    if not re.fullmatch(r"\d+", raw):
+    if not re.fullmatch(r"[0-9]+", raw):
         raise ConfigurationError(
             f"{name} must be a whole number of rows (e.g. 600), or 0 for no baseline; "
             f"got {raw!r}. A time span is not accepted here."
@@ -268,6 +268,11 @@ class ServiceConfig:
             partial(parse_baseline, env.get("BASELINE") or DEFAULT_BASELINE, "BASELINE"),
         )
         state_table = reader.text("STATE_TABLE", required=False)
+        if state_table is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", state_table):
+            raise ConfigurationError(
+                f"STATE_TABLE must be a DynamoDB table name: 3 to 255 letters, digits and "
+                f"_ . - (got {len(state_table)} characters)."
+            )
         if baseline is not None and state_table is None:
             raise ConfigurationError(
                 "BASELINE is set, so the baseline of each stream must be kept between "

@@ -18,6 +18,7 @@ import zlib
 from typing import Any
 
 import boto3
+import pandas as pd
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -49,9 +50,26 @@ logger = Logger(service="anomaly-detector")
 
 # Lambda rejects responses over 6 MB; the rest of the proxy response needs a little room.
 MAX_RESPONSE_BYTES = 5_900_000
+# Room for the body's keys and the summary's baseline object, which is added after the size
+# check: its stream name is at most 128 characters and its numbers at most about 25 each.
+RESPONSE_RESERVE_BYTES = 500
 # Time kept back from the Lambda deadline to build and return an error response.
 DEADLINE_MARGIN_SECONDS = 2.0
 ROW_CHOICES = ("all", "anomalous", "none")
+# DynamoDB errors after which the same request may succeed; any other is a setup fault.
+RETRYABLE_TABLE_ERRORS = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+# With a baseline, rows may lie at most this far ahead of the service's clock. The stored
+# state remembers the latest time, and a later request is saved only from there on, so one
+# row from a clock set years ahead would stop a stream's baseline for good.
+MAX_FUTURE = pd.Timedelta(days=1)
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -169,25 +187,28 @@ class DetectionService:
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
         if stream is not None:
+            _check_not_future(scorer.time_range[1])
+
+        # check: the response fits, before anything is stored or published, so that the
+        # retry the error asks for neither counts its rows twice nor warns twice
+        rows_json = rows.to_json(orient="records", double_precision=10)
+        events_json = to_json(events)
+        size = len(rows_json) + len(events_json) + len(to_json(summary_dict))
+        if size + RESPONSE_RESERVE_BYTES > MAX_RESPONSE_BYTES:
+            raise PayloadTooLargeError(
+                f"The response would be about {size} bytes, over Lambda's 6 MB response "
+                "limit. Send fewer rows per request, or add ?rows=anomalous to return only "
+                "the anomalous rows (events and summary always cover every row)."
+            )
+        if stream is not None:
             summary_dict["baseline"] = self._save_baseline(stream, stored, scorer, request_id)
 
         # publish, then answer: a failed publish is logged but does not void the scores
         self._publish(summary_dict, events, request_id)
         body_text = (
-            '{"summary":'
-            + to_json(summary_dict)
-            + ',"events":'
-            + to_json(events)
-            + ',"rows":'
-            + rows.to_json(orient="records", double_precision=10)
-            + "}"
-        )
-        if len(body_text) > MAX_RESPONSE_BYTES:
-            raise PayloadTooLargeError(
-                f"The response would be {len(body_text)} bytes, over Lambda's 6 MB response "
-                "limit. Send fewer rows per request, or add ?rows=anomalous to return only "
-                "the anomalous rows (events and summary always cover every row)."
-            )
+            '{"summary":' + to_json(summary_dict) + ',"events":' + events_json
+            + ',"rows":' + rows_json + "}"
+        )  # fmt: skip
         return {"summary": summary_dict, "response": _response(200, body_text)}
 
     def _load_baseline(self, stream: str, request_id: str | None) -> StoredBaseline:
@@ -196,6 +217,14 @@ class DetectionService:
             stored = self.baseline_store.load(stream, scoring.target, scoring.baseline)
         except (ClientError, BotoCoreError) as error:
             logger.error("baseline not read", extra=_aws_error_fields(error, request_id))
+            code = _aws_error_fields(error, request_id)["error_code"]
+            if isinstance(error, ClientError) and code not in RETRYABLE_TABLE_ERRORS:
+                # A missing table, a wrong key or a missing permission: a retry cannot help.
+                raise ConfigurationError(
+                    f"The baseline table {self.config.state_table} cannot be used ({code}), "
+                    "so the rows were not scored. Check STATE_TABLE, the table's key (the "
+                    "string attribute stream) and the function's permissions."
+                ) from error
             raise StateUnavailableError(
                 "The baseline of this stream could not be read from its table, so the rows "
                 "were not scored. Send the request again later."
@@ -217,8 +246,9 @@ class DetectionService:
         scoring = self.config.scoring
         first, last = scorer.time_range
         reason = None
-        if stored.last_time is not None and first is not None and first <= stored.last_time:
-            # A retry, or rows sent late: scored against the stored baseline, not stored.
+        if stored.last_time is not None and first is not None and first < stored.last_time:
+            # A retry, or rows sent late: scored against the stored baseline, not stored. A
+            # first row at the stored last time is new: times may repeat.
             reason = "rows_not_newer"
         else:
             new = StoredBaseline(scorer.baseline, last_time=last or stored.last_time)
@@ -303,6 +333,17 @@ class DetectionService:
                 "rows over several requests."
             )
         return body
+
+
+def _check_not_future(last: pd.Timestamp | None) -> None:
+    now = pd.Timestamp.now(tz="UTC")
+    if last is not None and last > now + MAX_FUTURE:
+        raise RequestError(
+            f"The rows reach {last.isoformat()}, more than a day after the service's clock "
+            f"({now.isoformat(timespec='seconds')}). With a baseline, the stream's state "
+            "remembers the latest time and takes only later rows, so the rows were not "
+            "scored. Check the sender's clock and the time zone of the timestamps."
+        )
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:

@@ -36,12 +36,14 @@ STREAM_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 class StoredBaseline:
     """A stream's baseline state, the version it was read at (0: none stored), its last time.
 
-    ``restarted`` gives the reason a stored state was not used: "model" (built for another target
-    or length) or "unreadable" (an item this module did not write).
+    ``restarted`` gives the reason a stored state was not used: "model" (built for another
+    target or length) or "unreadable" (an item this module did not write). A version of None
+    (an item whose version cannot be read) lets the next save replace the item whatever it
+    holds, since no version check could ever match it.
     """
 
     state: BaselineState
-    version: int = 0
+    version: int | None = 0
     last_time: pd.Timestamp | None = None
     restarted: str | None = None
 
@@ -50,7 +52,12 @@ class BaselineStore(Protocol):
     def load(self, stream: str, target: str, length: int) -> StoredBaseline: ...
 
     def save(
-        self, stream: str, target: str, length: int, stored: StoredBaseline, read_version: int
+        self,
+        stream: str,
+        target: str,
+        length: int,
+        stored: StoredBaseline,
+        read_version: int | None,
     ) -> bool: ...
 
 
@@ -81,13 +88,18 @@ class MemoryBaselineStore:
         return _from_record(item, target, length)
 
     def save(
-        self, stream: str, target: str, length: int, stored: StoredBaseline, read_version: int
+        self,
+        stream: str,
+        target: str,
+        length: int,
+        stored: StoredBaseline,
+        read_version: int | None,
     ) -> bool:
         with self._lock:
             current = self._items.get(stream, {}).get("version", 0)
-            if current != read_version:
+            if read_version is not None and current != read_version:
                 return False
-            self._items[stream] = _record(stream, target, length, stored, read_version + 1)
+            self._items[stream] = _record(stream, target, length, stored, (read_version or 0) + 1)
             return True
 
 
@@ -108,24 +120,28 @@ class DynamoBaselineStore:
         item = response.get("Item")
         if item is None:
             return StoredBaseline(BaselineState())
-        return _from_record(_from_attributes(item), target, length)
+        record = _from_attributes(item)
+        if "N" not in item.get("version", {}):
+            record.pop("version", None)  # a version check against it could never match
+        return _from_record(record, target, length)
 
     def save(
-        self, stream: str, target: str, length: int, stored: StoredBaseline, read_version: int
+        self,
+        stream: str,
+        target: str,
+        length: int,
+        stored: StoredBaseline,
+        read_version: int | None,
     ) -> bool:
-        record = _record(stream, target, length, stored, read_version + 1)
-        condition = "attribute_not_exists(#stream)" if read_version == 0 else "#version = :read"
-        values = {":read": {"N": str(read_version)}} if read_version else None
-        request = {
-            "TableName": self.table_name,
-            "Item": _to_attributes(record),
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#stream": "stream"}
-            if read_version == 0
-            else {"#version": "version"},
-        }
-        if values:
-            request["ExpressionAttributeValues"] = values
+        record = _record(stream, target, length, stored, (read_version or 0) + 1)
+        request: dict[str, Any] = {"TableName": self.table_name, "Item": _to_attributes(record)}
+        if read_version == 0:
+            request["ConditionExpression"] = "attribute_not_exists(#stream)"
+            request["ExpressionAttributeNames"] = {"#stream": "stream"}
+        elif read_version is not None:
+            request["ConditionExpression"] = "#version = :read"
+            request["ExpressionAttributeNames"] = {"#version": "version"}
+            request["ExpressionAttributeValues"] = {":read": {"N": str(read_version)}}
         try:
             self.client.put_item(**request)
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -156,7 +172,7 @@ def _from_record(record: dict[str, Any], target: str, length: int) -> StoredBase
     try:
         version = int(record["version"])
     except (KeyError, TypeError, ValueError):
-        version = 0
+        return StoredBaseline(BaselineState(), None, restarted="unreadable")
     try:
         if record["target"] != target or int(record["length"]) != length:
             return StoredBaseline(BaselineState(), version, restarted="model")
@@ -170,6 +186,8 @@ def _from_record(record: dict[str, Any], target: str, length: int) -> StoredBase
         )
         last_time = record.get("last_time")
         last_time = None if last_time is None else pd.Timestamp(last_time)
+        if last_time is not None and (pd.isna(last_time) or last_time.tzinfo is None):
+            raise ValueError("the last time has no time zone")
     except (KeyError, TypeError, ValueError, IndexError):
         return StoredBaseline(BaselineState(), version, restarted="unreadable")
     return StoredBaseline(replace(state, residuals=state.residuals[-length:]), version, last_time)
