@@ -79,6 +79,19 @@ def post(service: DetectionService, body: str, **query: str) -> dict:
     return parse_body(response)
 
 
+def throttle(detector: DetectionService, operation: str) -> None:
+    """Make every call of one DynamoDB operation fail as a throttled request does."""
+    client = detector.baseline_store.client
+    code = "ProvisionedThroughputExceededException"
+
+    def refuse(**_):
+        raise getattr(client.exceptions, code)(
+            {"Error": {"Code": code, "Message": "slow"}}, operation
+        )
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", refuse)
+
+
 def service(**env: str | None) -> DetectionService:
     return DetectionService(make_config(**{**ENV, **env}), predictor=FormulaPredictor())
 
@@ -212,14 +225,7 @@ def test_a_missing_table_is_a_configuration_error(aws_credentials, captured_stdo
 
 def test_a_throttled_table_is_503_and_logs_no_rows(dynamodb, captured_stdout):
     detector = service()
-
-    def throttle(**_):
-        raise dynamodb.exceptions.ProvisionedThroughputExceededException(
-            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
-            "GetItem",
-        )
-
-    detector.baseline_store.client.meta.events.register("before-call.dynamodb.GetItem", throttle)
+    throttle(detector, "GetItem")
     event = load_event("post_csv")
     event["body"] = rows_csv(0, 30)
     response = detector.handle(event)
@@ -287,14 +293,7 @@ def test_a_first_row_at_the_stored_last_time_is_new(dynamodb):
 
 def test_a_failed_write_keeps_the_scores(dynamodb, captured_stdout):
     detector = service()
-
-    def refuse(**_):
-        raise dynamodb.exceptions.ProvisionedThroughputExceededException(
-            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
-            "PutItem",
-        )
-
-    detector.baseline_store.client.meta.events.register("before-call.dynamodb.PutItem", refuse)
+    throttle(detector, "PutItem")
     result = post(detector, rows_csv(0, 30), stream="s")
 
     assert len(result["rows"]) == 30
