@@ -189,6 +189,10 @@ def test_a_state_of_another_model_is_not_used(dynamodb):
         {"version": {"S": "abc"}},
         {"version": {"S": "1"}},
         {"version": {"N": "1.5"}},
+        {"version": {"N": "0"}},
+        {"version": {"N": "-1"}},
+        {"anomalous_rows": {"N": "9" * 38}},
+        {"last_time": {"S": "2200-01-01T00:00:00+00:00"}},
     ],
 )
 def test_an_unreadable_item_starts_the_stream_again(dynamodb, attributes, captured_stdout):
@@ -279,6 +283,35 @@ def test_rows_far_in_the_future_are_refused(dynamodb):
     assert response["statusCode"] == 400
     assert "more than a day after the service's clock" in parse_body(response)["error"]["message"]
     assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "default"}})
+
+
+def test_a_retry_of_one_row_is_not_stored(dynamodb):
+    detector = service()
+    post(detector, rows_csv(0, 60), stream="s")
+    post(detector, rows_csv(60, 1), stream="s")
+
+    again = post(detector, rows_csv(60, 1), stream="s")
+
+    assert again["summary"]["baseline"]["not_saved_because"] == "rows_not_newer"
+
+
+def test_a_table_that_cannot_be_written_is_a_configuration_error(dynamodb):
+    detector = service()
+    client = detector.baseline_store.client
+
+    def deny(**_):
+        raise client.exceptions.ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutItem"
+        )
+
+    client.meta.events.register("before-call.dynamodb.PutItem", deny)
+    event = load_event("post_csv")
+    event["body"] = rows_csv(0, 30)
+    response = detector.handle(event)
+
+    assert response["statusCode"] == 500
+    message = parse_body(response)["error"]["message"]
+    assert f"The baseline table {TABLE} cannot be written (AccessDeniedException)" in message
 
 
 def test_a_first_row_at_the_stored_last_time_is_new(dynamodb):

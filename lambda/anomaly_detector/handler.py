@@ -39,6 +39,7 @@ from .publishing import MetricsPublisher, publish_warning, to_json
 from .reader import read_request
 from .scoring import Scorer
 from .state import (
+    MAX_AHEAD,
     BaselineStore,
     DynamoBaselineStore,
     MemoryBaselineStore,
@@ -66,10 +67,7 @@ RETRYABLE_TABLE_ERRORS = frozenset(
         "ServiceUnavailable",
     }
 )
-# With a baseline, rows may lie at most this far ahead of the service's clock. The stored
-# state remembers the latest time, and a later request is saved only from there on, so one
-# row from a clock set years ahead would stop a stream's baseline for good.
-MAX_FUTURE = pd.Timedelta(days=1)
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -246,9 +244,10 @@ class DetectionService:
         scoring = self.config.scoring
         first, last = scorer.time_range
         reason = None
-        if stored.last_time is not None and first is not None and first < stored.last_time:
-            # A retry, or rows sent late: scored against the stored baseline, not stored. A
-            # first row at the stored last time is new: times may repeat.
+        known = stored.last_time
+        if known is not None and first is not None and (first < known or last <= known):
+            # A retry, or rows sent late: scored against the stored baseline, not stored.
+            # Rows from the stored last time on are new if some are later: times may repeat.
             reason = "rows_not_newer"
         else:
             new = StoredBaseline(scorer.baseline, last_time=last or stored.last_time)
@@ -258,7 +257,17 @@ class DetectionService:
                 )
                 reason = None if saved else "concurrent_update"
             except (ClientError, BotoCoreError) as error:
-                logger.error("baseline not saved", extra=_aws_error_fields(error, request_id))
+                fields = _aws_error_fields(error, request_id)
+                logger.error("baseline not saved", extra=fields)
+                if isinstance(error, ClientError) and fields["error_code"] not in (
+                    RETRYABLE_TABLE_ERRORS
+                ):
+                    # Every later request would fail the same way: say so, not just log it.
+                    raise ConfigurationError(
+                        f"The baseline table {self.config.state_table} cannot be written "
+                        f"({fields['error_code']}). Check STATE_TABLE, the table's key and the "
+                        "function's permissions."
+                    ) from error
                 reason = "store_error"
         if reason is not None and reason != "store_error":
             logger.warning(
@@ -336,8 +345,10 @@ class DetectionService:
 
 
 def _check_not_future(last: pd.Timestamp | None) -> None:
+    """Refuse rows far ahead of the clock: the stored state remembers the latest time and
+    takes only later rows, so one row from a clock set years ahead would stop a stream."""
     now = pd.Timestamp.now(tz="UTC")
-    if last is not None and last > now + MAX_FUTURE:
+    if last is not None and last > now + MAX_AHEAD:
         raise RequestError(
             f"The rows reach {last.isoformat()}, more than a day after the service's clock "
             f"({now.isoformat(timespec='seconds')}). With a baseline, the stream's state "

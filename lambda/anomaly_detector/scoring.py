@@ -29,7 +29,8 @@ a fault does not enter it while it is flagged. A drift that goes on under a long
 keep the score above the threshold after the fault ends, and the baseline would then never
 move again. So once N rows in a row have been anomalous, anomalous rows enter it too: a
 deviation that lasts longer than N rows becomes the new normal, and its event ends about N/2
-rows later. Rows must be in time order, since the baseline follows time. ``BaselineState``
+rows later, plus up to one step and one window. When such a deviation ends, the return is a
+deviation from the new normal, and raises an event of its own on the other side. Rows must be in time order, since the baseline follows time. ``BaselineState``
 holds what carries over from one batch of rows to the next, so that a service can keep it
 between requests.
 """
@@ -112,8 +113,8 @@ class BaselineState:
             raise ValueError("the residuals and the level are not finite numbers")
         if not 0 <= rows < BASELINE_STEP:
             raise ValueError(f"rows_since_update {rows} is not from 0 to {BASELINE_STEP - 1}")
-        if anomalous < 0:
-            raise ValueError(f"anomalous_rows {anomalous} is negative")
+        if not 0 <= anomalous < 2**62:
+            raise ValueError(f"anomalous_rows {anomalous} is not from 0 to 2**62")
         return cls(residuals, rows, anomalous, level)
 
 

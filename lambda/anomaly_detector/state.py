@@ -29,6 +29,9 @@ from .errors import RequestError
 from .scoring import BaselineState
 
 DEFAULT_STREAM = "default"
+# How far rows may lie ahead of the service's clock. The handler refuses rows beyond it,
+# since the state remembers the latest time and takes only later rows.
+MAX_AHEAD = pd.Timedelta(days=1)
 STREAM_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -172,6 +175,8 @@ def _from_record(record: dict[str, Any], target: str, length: int) -> StoredBase
     try:
         version = int(record["version"])
     except (KeyError, TypeError, ValueError):
+        version = 0
+    if version < 1:  # this module writes versions from 1 on
         return StoredBaseline(BaselineState(), None, restarted="unreadable")
     try:
         if record["target"] != target or int(record["length"]) != length:
@@ -188,6 +193,10 @@ def _from_record(record: dict[str, Any], target: str, length: int) -> StoredBase
         last_time = None if last_time is None else pd.Timestamp(last_time)
         if last_time is not None and (pd.isna(last_time) or last_time.tzinfo is None):
             raise ValueError("the last time has no time zone")
+        # The service refuses rows so far ahead, so such a time was not written by it, and
+        # it would make every later request look older.
+        if last_time is not None and last_time > pd.Timestamp.now(tz="UTC") + MAX_AHEAD:
+            raise ValueError("the last time lies in the future")
     except (KeyError, TypeError, ValueError, IndexError):
         return StoredBaseline(BaselineState(), version, restarted="unreadable")
     return StoredBaseline(replace(state, residuals=state.residuals[-length:]), version, last_time)
