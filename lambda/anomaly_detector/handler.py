@@ -214,8 +214,9 @@ class DetectionService:
         try:
             stored = self.baseline_store.load(stream, scoring.target, scoring.baseline)
         except (ClientError, BotoCoreError) as error:
-            logger.error("baseline not read", extra=_aws_error_fields(error, request_id))
-            code = _aws_error_fields(error, request_id)["error_code"]
+            fields = _aws_error_fields(error, request_id)
+            logger.error("baseline not read", extra=fields)
+            code = fields["error_code"]
             if isinstance(error, ClientError) and code not in RETRYABLE_TABLE_ERRORS:
                 # A missing table, a wrong key or a missing permission: a retry cannot help.
                 raise ConfigurationError(
