@@ -135,6 +135,8 @@ def test_state_from_its_own_dict_is_accepted():
         {**STATE, "level": None},
         {**STATE, "rows_since_update": BASELINE_STEP},
         {**STATE, "anomalous_rows": -1},
+        {**STATE, "level": 1e200},
+        {**STATE, "residuals": [1.0, -1e200]},
         {"residuals": [1.0], "rows_since_update": 0, "anomalous_rows": 0},
     ],
 )

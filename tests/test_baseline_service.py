@@ -274,6 +274,30 @@ def test_a_response_too_large_stores_and_warns_nothing(dynamodb, monkeypatch):
     assert len(sns.published) == 1
 
 
+def test_the_size_check_counts_the_escapes_of_the_proxy_response(dynamodb):
+    result = service().handle({**load_event("post_csv"), "body": rows_csv(0, 40)})
+
+    body = result["body"]
+    # The proxy response holds the body as a JSON string, quotes escaped.
+    assert handler._encoded_size(body) == len(json.dumps(body)) - 2
+    assert handler._encoded_size(body) > len(body) + 40 * 10
+
+
+def test_a_state_near_the_float_limit_is_not_stored(dynamodb):
+    detector = service()
+    # The same rows with a target near the float limit; it is the last column.
+    header, *lines = rows_csv(0, 100).splitlines()
+    assert header.endswith(",bearing_temperature")
+    lines = [line.rsplit(",", 1)[0] + ",1.9e306" for line in lines]
+    first = post(detector, "\n".join([header, *lines]) + "\n", stream="x")
+
+    later = post(detector, rows_csv(100, 200), stream="x")
+
+    assert first["summary"]["baseline"]["not_saved_because"] == "values_out_of_range"
+    assert later["summary"]["baseline"]["saved"] is True
+    assert later["rows"][0]["baseline"] == 0.0
+
+
 def test_rows_far_in_the_future_are_refused(dynamodb):
     event = load_event("post_csv")
     event["body"] = rows_csv(0, 30, start=pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=2))

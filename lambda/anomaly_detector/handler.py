@@ -191,7 +191,7 @@ class DetectionService:
         # retry the error asks for neither counts its rows twice nor warns twice
         rows_json = rows.to_json(orient="records", double_precision=10)
         events_json = to_json(events)
-        size = len(rows_json) + len(events_json) + len(to_json(summary_dict))
+        size = sum(_encoded_size(part) for part in (rows_json, events_json, to_json(summary_dict)))
         if size + RESPONSE_RESERVE_BYTES > MAX_RESPONSE_BYTES:
             raise PayloadTooLargeError(
                 f"The response would be about {size} bytes, over Lambda's 6 MB response "
@@ -246,7 +246,10 @@ class DetectionService:
         first, last = scorer.time_range
         reason = None
         known = stored.last_time
-        if known is not None and first is not None and (first < known or last <= known):
+        if not scorer.baseline.storable:
+            # Values near the float limit would make every later request overflow.
+            reason = "values_out_of_range"
+        elif known is not None and first is not None and (first < known or last <= known):
             # A retry, or rows sent late: scored against the stored baseline, not stored.
             # Rows from the stored last time on are new if some are later: times may repeat.
             reason = "rows_not_newer"
@@ -343,6 +346,12 @@ class DetectionService:
                 "rows over several requests."
             )
         return body
+
+
+def _encoded_size(text: str) -> int:
+    """Size of text once the proxy response holds it as a JSON string: the limit applies to
+    that, and each quote and backslash then takes two bytes. The text is ASCII (to_json)."""
+    return len(text) + text.count('"') + text.count("\\")
 
 
 def _check_not_future(last: pd.Timestamp | None) -> None:

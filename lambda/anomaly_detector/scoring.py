@@ -94,6 +94,14 @@ class BaselineState:
         if self.rows_since_update == 0 and len(self.residuals):
             self.level = float(np.median(self.residuals))
 
+    @property
+    def storable(self) -> bool:
+        """Whether the state can be carried on: no value so large that residuals taken
+        against it would overflow once summed over an event."""
+        return bool(np.all(np.abs(self.residuals) < HUGE_RESIDUAL)) and abs(self.level) < (
+            HUGE_RESIDUAL
+        )
+
     def to_dict(self) -> dict:
         return {
             "residuals": [float(value) for value in self.residuals],
@@ -115,7 +123,10 @@ class BaselineState:
             raise ValueError(f"rows_since_update {rows} is not from 0 to {BASELINE_STEP - 1}")
         if not 0 <= anomalous < 2**62:
             raise ValueError(f"anomalous_rows {anomalous} is not from 0 to 2**62")
-        return cls(residuals, rows, anomalous, level)
+        state = cls(residuals, rows, anomalous, level)
+        if not state.storable:
+            raise ValueError(f"a value is {HUGE_RESIDUAL:g} or more in size")
+        return state
 
 
 @dataclass
