@@ -27,8 +27,8 @@ anomalous, and 0 before any. It is updated every ``BASELINE_STEP`` rows, so it f
 drift that is slow against N rows and stays put while the score is above the threshold:
 a fault does not enter it while it is flagged. A drift that goes on under a long fault could
 keep the score above the threshold after the fault ends, and the baseline would then never
-move again. So once N rows in a row have been anomalous, anomalous rows enter it too: a
-deviation that lasts longer than N rows becomes the new normal, and its event ends about N/2
+move again. So once N rows in a row have been anomalous, anomalous rows enter it too. A
+deviation that lasts longer than N rows becomes the new normal. Its event ends about N/2
 rows later, plus up to one step and one window. When such a deviation ends, the return is a
 deviation from the new normal, and raises an event of its own on the other side. Rows must be in time order, since the baseline follows time. ``BaselineState``
 holds what carries over from one batch of rows to the next, so that a service can keep it
@@ -277,14 +277,14 @@ class Scorer:
         # The baseline is updated after every BASELINE_STEP scored rows, so each part ends
         # at the row that completes a step, or at the end of the chunk.
         scored_positions = np.flatnonzero(scorable)
-        taken = 0
+        scored_before = 0  # scored rows of this chunk in earlier parts
         while start < count:
             need = BASELINE_STEP - self.baseline.rows_since_update
-            if taken + need <= len(scored_positions):
-                stop = int(scored_positions[taken + need - 1]) + 1
-                taken += need
+            if scored_before + need <= len(scored_positions):
+                stop = int(scored_positions[scored_before + need - 1]) + 1
+                scored_before += need
             else:
-                stop, taken = count, len(scored_positions)
+                stop, scored_before = count, len(scored_positions)
             level = self.baseline.level
             part = self._score(
                 actual[start:stop],
@@ -310,11 +310,10 @@ class Scorer:
 
     def _check_sorted(self, timestamps: pd.Series) -> None:
         times = timestamps.to_numpy(dtype="datetime64[ns]")
-        times = times[~np.isnat(times)]
-        back = np.flatnonzero(times[1:] < times[:-1])
+        timed = np.flatnonzero(~np.isnat(times))
+        back = np.flatnonzero(times[timed][1:] < times[timed][:-1])
         if len(back):
-            where = np.flatnonzero(~np.isnat(timestamps.to_numpy(dtype="datetime64[ns]")))
-            row = self.first_row + self._rows_seen + int(where[back[0] + 1])
+            row = self.first_row + self._rows_seen + int(timed[back[0] + 1])
             raise RequestError(
                 f"Timestamps go back in time at row {row}. With a residual baseline the rows "
                 "must be in time order, because the baseline follows the residuals over time: "
