@@ -724,10 +724,10 @@ def main(argv: list[str] | None = None) -> int:
     args.fault_shape = args.fault_shape or "step"
     settings = PRODUCT_DEFAULTS if args.product_defaults else BENCHMARK_SETTINGS
     if args.baseline:
-        given = dict(args.baseline)
-        # "all" replaces the baselines of the settings; a column's own value wins over it.
-        baselines = {} if "all" in given else dict(settings.get("baselines", {}))
-        settings = {**settings, "baselines": {**baselines, **given}}
+        requested = dict(args.baseline)
+        # "all" replaces the baselines of the settings, and a column's own value wins over it.
+        baselines = {} if "all" in requested else dict(settings.get("baselines", {}))
+        settings = {**settings, "baselines": {**baselines, **requested}}
     if args.target:
         factors = dict(args.threshold_factor)
         unknown = sorted(set(factors) - set(args.target))
@@ -835,8 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     recorded_settings = {"targets": _targets_text(targets), **settings}
     # The baselines of the targets in use, in rows, as train_target reads them.
-    given = recorded_settings.pop("baselines", {})
-    baselines = {t: given.get(t, given.get("all", 0)) for t in targets}
+    configured = recorded_settings.pop("baselines", {})
+    baselines = {t: configured.get(t, configured.get("all", 0)) for t in targets}
     baselines = {target: rows for target, rows in baselines.items() if rows}
     if baselines:
         recorded_settings["baselines"] = baselines

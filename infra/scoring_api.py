@@ -135,9 +135,9 @@ class ScoringApi(Construct):
         return function
 
     def _create_state_table(self) -> dynamodb.Table:
-        """The baseline state of each stream: one small item per machine.
+        """Create the table of each stream's baseline state: one small item per machine.
 
-        It is rebuilt from the rows of the next minutes if lost, so it goes with the stack.
+        A lost state is rebuilt from the next rows, so the table is deleted with the stack.
         """
         return dynamodb.Table(
             self,

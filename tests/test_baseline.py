@@ -45,13 +45,14 @@ def score(residual: np.ndarray, baseline: int | None, timestamps=None):
     )
 
 
-def test_slow_drift_raises_events_without_baseline_and_none_with_it():
+def test_baseline_follows_slow_drift():
     residual = drifting_residuals()
 
     _, plain = score(residual, None)
     scores, followed = score(residual, 600)
 
-    assert len(plain) == 1 and plain[0].rows > ROWS / 2
+    assert len(plain) == 1
+    assert plain[0].rows > ROWS / 2
     assert followed == []
     assert not scores.is_anomaly.any()
     # The baseline lags the drift by about half its length: 300 rows of 1/600 per row.
@@ -59,7 +60,7 @@ def test_slow_drift_raises_events_without_baseline_and_none_with_it():
 
 
 @pytest.mark.parametrize("size", [2.0, -2.0, 10.0])
-def test_step_on_a_drift_is_found_in_full_and_not_absorbed(size):
+def test_baseline_finds_step_on_drift(size):
     # The drift lifts the residual by 0.27 during the step: less than the threshold.
     residual = drifting_residuals(rise=2.0)
     fault = slice(2000, 2400)  # 400 rows: two thirds of the baseline's length
@@ -78,7 +79,7 @@ def test_step_on_a_drift_is_found_in_full_and_not_absorbed(size):
     assert scores.baseline[2399] == pytest.approx(scores.baseline[2000], abs=0.05)
 
 
-def test_a_deviation_longer_than_the_baseline_becomes_the_new_normal():
+def test_baseline_releases_long_deviation():
     # A step that never ends, on a drift fast enough to keep a frozen baseline behind it.
     residual = drifting_residuals()
     residual[1500:] += 3.0
@@ -92,7 +93,7 @@ def test_a_deviation_longer_than_the_baseline_becomes_the_new_normal():
     assert not scores.is_anomaly[events[0].end_row + 1 :].any()
 
 
-def test_baseline_is_the_median_of_normal_rows_updated_every_step():
+def test_baseline_median_updates_every_step():
     residual = np.r_[np.full(BASELINE_STEP, 0.4), np.full(BASELINE_STEP, 0.6), [0.5] * 10]
 
     scores, _ = score(residual, 30)
@@ -104,7 +105,7 @@ def test_baseline_is_the_median_of_normal_rows_updated_every_step():
     np.testing.assert_allclose(scores.residual, residual - scores.baseline)
 
 
-def test_state_carries_the_baseline_to_the_next_scorer():
+def test_baseline_state_carries_to_next_scorer():
     residual = drifting_residuals(seed=1)
     whole, _ = score(residual, 600)
 
@@ -121,7 +122,7 @@ def test_state_carries_the_baseline_to_the_next_scorer():
 STATE = {"residuals": [1.0], "rows_since_update": 0, "anomalous_rows": 0, "level": 1.0}
 
 
-def test_state_from_its_own_dict_is_accepted():
+def test_baseline_state_round_trips():
     assert BaselineState.from_dict(STATE).to_dict() == STATE
 
 
@@ -140,12 +141,12 @@ def test_state_from_its_own_dict_is_accepted():
         {"residuals": [1.0], "rows_since_update": 0, "anomalous_rows": 0},
     ],
 )
-def test_state_from_anything_else_is_refused(data):
+def test_baseline_state_rejects_invalid_dict(data):
     with pytest.raises((ValueError, KeyError, TypeError)):
         BaselineState.from_dict(data)
 
 
-def test_rows_out_of_time_order_are_refused_with_the_row():
+def test_baseline_rejects_unsorted_rows():
     base = pd.Timestamp("2024-01-01T00:00:00Z")
     minutes = [0, 1, 2, 5, 3, 6]
     times = pd.Series([base + pd.Timedelta(minutes=m) for m in minutes])
@@ -170,7 +171,7 @@ def test_parse_baseline(text, expected):
             parse_baseline(text, "--baseline")
 
 
-def test_config_refuses_a_baseline_that_is_not_rows():
+def test_config_rejects_non_integer_baseline():
     with pytest.raises(ConfigurationError, match="baseline must be a whole number"):
         config(2.5)
 
@@ -187,7 +188,7 @@ def drifting_csv(path, rows: int, fault: slice | None = None, seed: int = 0) -> 
     frame.to_csv(path, index=False)
 
 
-def test_cli_records_the_baseline_and_detect_uses_it(tmp_path, capsys):
+def test_cli_records_and_uses_baseline(tmp_path, capsys):
     # Train on the first 400 rows, where the drift has barely begun.
     drifting_csv(tmp_path / "data.csv", 3000, fault=slice(2000, 2200))
     model = tmp_path / "model"
@@ -217,10 +218,11 @@ def test_cli_records_the_baseline_and_detect_uses_it(tmp_path, capsys):
     plain_scored, plain_events = runs["plain"]
     assert "baseline" not in plain_scored
     # Without the baseline, the drift alone keeps the score above the threshold for long.
-    assert plain_scored["is_anomaly"].sum() > 1000 and len(plain_events) >= 1
+    assert plain_scored["is_anomaly"].sum() > 1000
+    assert len(plain_events) >= 1
 
 
-def test_cli_names_a_bad_baseline(tmp_path, capsys):
+def test_cli_rejects_bad_baseline(tmp_path, capsys):
     drifting_csv(tmp_path / "data.csv", 200)
     args = ["train", str(tmp_path / "data.csv"), "--target", "y", "--baseline", "5min"]
 
@@ -229,7 +231,7 @@ def test_cli_names_a_bad_baseline(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 29, 30, 31, 450])
-def test_chunks_give_the_results_of_one_batch_through_a_release(chunk):
+def test_baseline_chunks_match_whole_batch(chunk):
     # A step that never ends, so the baseline is released, and rows that cannot be scored.
     residual = drifting_residuals(seed=2)
     residual[1500:] += 3.0
@@ -251,7 +253,7 @@ def test_chunks_give_the_results_of_one_batch_through_a_release(chunk):
     assert np.isnan(whole.baseline[~scorable]).all()
 
 
-def test_a_fault_from_the_first_row_keeps_the_baseline_at_zero():
+def test_baseline_stays_zero_under_first_row_fault():
     # Every row is anomalous, so no residual enters before the release at 600 rows.
     scores, events = score(np.full(900, 5.0), 600)
 

@@ -84,19 +84,19 @@ def throttle(detector: DetectionService, operation: str) -> None:
     client = detector.baseline_store.client
     code = "ProvisionedThroughputExceededException"
 
-    def refuse(**_):
+    def fail(**_):
         raise getattr(client.exceptions, code)(
             {"Error": {"Code": code, "Message": "slow"}}, operation
         )
 
-    client.meta.events.register(f"before-call.dynamodb.{operation}", refuse)
+    client.meta.events.register(f"before-call.dynamodb.{operation}", fail)
 
 
 def service(**env: str | None) -> DetectionService:
     return DetectionService(make_config(**{**ENV, **env}), predictor=FormulaPredictor())
 
 
-def test_requests_of_a_stream_continue_one_baseline(dynamodb):
+def test_stream_requests_continue_one_baseline(dynamodb):
     detector = service()
 
     first = post(detector, rows_csv(0, 90), stream="pump-7")
@@ -136,7 +136,7 @@ def test_streams_keep_separate_baselines(dynamodb):
     assert default["rows"][0]["baseline"] == 0.0
 
 
-def test_a_retry_is_scored_but_not_stored(dynamodb, captured_stdout):
+def test_retry_is_scored_not_saved(dynamodb, captured_stdout):
     detector = service()
     post(detector, rows_csv(0, 90), stream="s")
     post(detector, rows_csv(90, 90), stream="s")
@@ -153,7 +153,7 @@ def test_a_retry_is_scored_but_not_stored(dynamodb, captured_stdout):
     ]
 
 
-def test_the_later_of_two_overlapping_writes_is_refused(dynamodb):
+def test_store_rejects_stale_version(dynamodb):
     store = DynamoBaselineStore(dynamodb, TABLE)
     read = store.load("s", "bearing_temperature", BASELINE_ROWS)
     state = BaselineState(np.array([0.5, 0.7]), 2, 0, 0.6)
@@ -161,12 +161,13 @@ def test_the_later_of_two_overlapping_writes_is_refused(dynamodb):
     assert store.save("s", "bearing_temperature", BASELINE_ROWS, StoredBaseline(state), 0)
     assert not store.save("s", "bearing_temperature", BASELINE_ROWS, StoredBaseline(state), 0)
     again = store.load("s", "bearing_temperature", BASELINE_ROWS)
-    assert read.version == 0 and again.version == 1
+    assert read.version == 0
+    assert again.version == 1
     assert again.state.to_dict() == state.to_dict()
     assert store.save("s", "bearing_temperature", BASELINE_ROWS, again, 1)
 
 
-def test_a_state_of_another_model_is_not_used(dynamodb):
+def test_state_of_other_model_restarts(dynamodb):
     post(service(), rows_csv(0, 120), stream="s")
 
     longer = post(service(BASELINE="90"), rows_csv(120, 30), stream="s")
@@ -195,7 +196,7 @@ def test_a_state_of_another_model_is_not_used(dynamodb):
         {"last_time": {"S": "2200-01-01T00:00:00+00:00"}},
     ],
 )
-def test_an_unreadable_item_starts_the_stream_again(dynamodb, attributes, captured_stdout):
+def test_unreadable_item_restarts_stream(dynamodb, attributes, captured_stdout):
     post(service(), rows_csv(0, 60), stream="s")
     item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
     dynamodb.put_item(TableName=TABLE, Item={**item, **attributes})
@@ -208,7 +209,7 @@ def test_an_unreadable_item_starts_the_stream_again(dynamodb, attributes, captur
     assert [w["message"] for w in warnings] == ["baseline restarted"]
 
 
-def test_a_missing_table_is_a_configuration_error(aws_credentials, captured_stdout):
+def test_missing_table_is_500(aws_credentials, captured_stdout):
     with mock_aws():  # no table
         event = load_event("post_csv")
         event["body"] = rows_csv(0, 30)
@@ -227,7 +228,7 @@ def test_a_missing_table_is_a_configuration_error(aws_credentials, captured_stdo
     assert "1500.0" not in log
 
 
-def test_a_throttled_table_is_503_and_logs_no_rows(dynamodb, captured_stdout):
+def test_throttled_table_is_503(dynamodb, captured_stdout):
     detector = service()
     throttle(detector, "GetItem")
     event = load_event("post_csv")
@@ -252,7 +253,7 @@ class RecordingSns:
         return {"MessageId": "m-1"}
 
 
-def test_a_response_too_large_stores_and_warns_nothing(dynamodb, monkeypatch):
+def test_oversized_response_saves_nothing(dynamodb, monkeypatch):
     sns = RecordingSns()
     config = make_config(**ENV, TOPIC_ARN="arn:aws:sns:eu-west-1:123456789012:warnings")
     detector = DetectionService(config, predictor=FormulaPredictor(offset=-5.0), sns_client=sns)
@@ -266,7 +267,7 @@ def test_a_response_too_large_stores_and_warns_nothing(dynamodb, monkeypatch):
     assert "?rows=anomalous" in parse_body(response)["error"]["message"]
     assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "default"}})
     assert sns.published == []
-    # The retry the message asks for is stored and warns once.
+    # The retry that the error message suggests is saved and warns once.
     event["queryStringParameters"] = {"rows": "none"}
     retried = parse_body(detector.handle(event))
     assert retried["summary"]["baseline"]["saved"] is True
@@ -274,16 +275,16 @@ def test_a_response_too_large_stores_and_warns_nothing(dynamodb, monkeypatch):
     assert len(sns.published) == 1
 
 
-def test_the_size_check_counts_the_escapes_of_the_proxy_response(dynamodb):
+def test_size_check_counts_json_escapes(dynamodb):
     result = service().handle({**load_event("post_csv"), "body": rows_csv(0, 40)})
 
     body = result["body"]
-    # The proxy response holds the body as a JSON string, quotes escaped.
+    # The proxy response contains the body as a JSON string, with its quotes escaped.
     assert handler._encoded_size(body) == len(json.dumps(body)) - 2
     assert handler._encoded_size(body) > len(body) + 40 * 10
 
 
-def test_a_state_near_the_float_limit_is_not_stored(dynamodb):
+def test_huge_state_is_not_saved(dynamodb):
     detector = service()
     # The same rows with a target near the float limit; it is the last column.
     header, *lines = rows_csv(0, 100).splitlines()
@@ -298,7 +299,7 @@ def test_a_state_near_the_float_limit_is_not_stored(dynamodb):
     assert later["rows"][0]["baseline"] == 0.0
 
 
-def test_rows_far_in_the_future_are_refused(dynamodb):
+def test_future_rows_are_rejected(dynamodb):
     event = load_event("post_csv")
     event["body"] = rows_csv(0, 30, start=pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=2))
 
@@ -309,7 +310,7 @@ def test_rows_far_in_the_future_are_refused(dynamodb):
     assert "Item" not in dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "default"}})
 
 
-def test_a_retry_of_one_row_is_not_stored(dynamodb):
+def test_one_row_retry_is_not_saved(dynamodb):
     detector = service()
     post(detector, rows_csv(0, 60), stream="s")
     post(detector, rows_csv(60, 1), stream="s")
@@ -319,7 +320,7 @@ def test_a_retry_of_one_row_is_not_stored(dynamodb):
     assert again["summary"]["baseline"]["not_saved_because"] == "rows_not_newer"
 
 
-def test_a_table_that_cannot_be_written_is_a_configuration_error(dynamodb):
+def test_unwritable_table_is_500(dynamodb):
     detector = service()
     client = detector.baseline_store.client
 
@@ -338,7 +339,7 @@ def test_a_table_that_cannot_be_written_is_a_configuration_error(dynamodb):
     assert f"The baseline table {TABLE} cannot be written (AccessDeniedException)" in message
 
 
-def test_a_first_row_at_the_stored_last_time_is_new(dynamodb):
+def test_row_at_last_time_is_new(dynamodb):
     detector = service()
     post(detector, rows_csv(0, 60), stream="s")
 
@@ -348,7 +349,7 @@ def test_a_first_row_at_the_stored_last_time_is_new(dynamodb):
     assert result["summary"]["baseline"]["saved"] is True
 
 
-def test_a_failed_write_keeps_the_scores(dynamodb, captured_stdout):
+def test_failed_write_keeps_scores(dynamodb, captured_stdout):
     detector = service()
     throttle(detector, "PutItem")
     result = post(detector, rows_csv(0, 30), stream="s")
@@ -362,7 +363,7 @@ def test_a_failed_write_keeps_the_scores(dynamodb, captured_stdout):
 
 
 @pytest.mark.parametrize("stream", ["a b", "x" * 129, "pump/7", "é"])
-def test_a_bad_stream_name_is_400(dynamodb, stream):
+def test_bad_stream_name_is_400(dynamodb, stream):
     event = load_event("post_csv")
     event["queryStringParameters"] = {"stream": stream}
 
@@ -372,7 +373,7 @@ def test_a_bad_stream_name_is_400(dynamodb, stream):
     assert "Query parameter stream must be 1 to 128" in parse_body(response)["error"]["message"]
 
 
-def test_rows_out_of_time_order_are_400_with_the_row(dynamodb):
+def test_unsorted_rows_are_400(dynamodb):
     lines = rows_csv(0, 10).splitlines()
     lines[5], lines[6] = lines[6], lines[5]
     event = load_event("post_csv")
@@ -385,7 +386,7 @@ def test_rows_out_of_time_order_are_400_with_the_row(dynamodb):
     assert "back in time at row 5" in message and "sort the rows by time" in message
 
 
-def test_a_baseline_without_a_table_is_a_configuration_error():
+def test_baseline_needs_valid_table():
     with pytest.raises(ConfigurationError, match="set STATE_TABLE"):
         make_config(BASELINE="600")
     with pytest.raises(ConfigurationError, match="STATE_TABLE must be a DynamoDB table name"):
@@ -394,7 +395,7 @@ def test_a_baseline_without_a_table_is_a_configuration_error():
         make_config(BASELINE="10", STATE_TABLE=TABLE)
 
 
-def test_lambda_handler_builds_the_table_client_from_the_environment(dynamodb, lambda_env):
+def test_lambda_handler_builds_table_client(dynamodb, lambda_env):
     lambda_env(**ENV)
     event = load_event("post_csv")
 

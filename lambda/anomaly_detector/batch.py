@@ -427,7 +427,7 @@ def detect_file(
     summary.events = len(events)
     summary_dict = summary.to_dict(config)
     if config.baseline is not None:
-        # The rows of the residual baseline; the API's summary holds its state instead.
+        # The rows of the residual baseline. The API's summary contains its state instead.
         summary_dict["baseline_rows"] = config.baseline
     scored_path.replace(out_dir / "scored.csv")
     (out_dir / "events.json").write_text(json.dumps(events, indent=2) + "\n")

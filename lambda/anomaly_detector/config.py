@@ -30,7 +30,7 @@ DEFAULT_MIN_DURATION = "1"
 DEFAULT_MERGE_GAP = "0"
 # Rows of the residual baseline (0: none). The baseline is a median over that many rows.
 # Over fewer than a few dozen it would follow a fault. The deployed service stores them as
-# 8-byte floats in one DynamoDB item, and an item holds at most 400 KB.
+# 8-byte floats in one DynamoDB item, and an item can be at most 400 KB.
 DEFAULT_BASELINE = "0"
 MIN_BASELINE_ROWS = 30
 MAX_BASELINE_ROWS = 20_000

@@ -166,6 +166,8 @@ class DetectionService:
         # The timestamp column needs no string dtype: ISO times are read as text anyway, and
         # parse_timestamps rejects numbers there with the row. Skipping the dtype saves ~10 %.
         frame = read_request(body, headers.get("content-type"))
+        # NOTE: the baseline carries over from earlier requests, but the rolling window does
+        # not, so a request's first rows can score otherwise than in one long request.
         scorer = Scorer(scoring)
         stream, stored = None, None
         if scoring.baseline is not None:
@@ -187,8 +189,8 @@ class DetectionService:
         if stream is not None:
             _check_not_future(scorer.time_range[1])
 
-        # check: the response fits, before anything is stored or published, so that the
-        # retry the error asks for neither counts its rows twice nor warns twice
+        # check: the response fits, before anything is saved or published, so that the
+        # retry that the error suggests neither counts its rows twice nor warns twice
         rows_json = rows.to_json(orient="records", double_precision=10)
         events_json = to_json(events)
         size = sum(_encoded_size(part) for part in (rows_json, events_json, to_json(summary_dict)))
@@ -238,9 +240,9 @@ class DetectionService:
     def _save_baseline(
         self, stream: str, stored: StoredBaseline, scorer: Scorer, request_id: str | None
     ) -> dict:
-        """Store the baseline the request ends with, unless its rows are not newer.
+        """Save the baseline that the request ends with, unless its rows are not newer.
 
-        Returns what the response says about it.
+        Return the summary's ``baseline`` object: the state, and whether it was saved.
         """
         scoring = self.config.scoring
         first, last = scorer.time_range
@@ -266,7 +268,7 @@ class DetectionService:
                 if isinstance(error, ClientError) and fields["error_code"] not in (
                     RETRYABLE_TABLE_ERRORS
                 ):
-                    # Every later request would fail the same way: say so, not just log it.
+                    # Every later request would fail the same way, so fail with a 500.
                     raise ConfigurationError(
                         f"The baseline table {self.config.state_table} cannot be written "
                         f"({fields['error_code']}). Check STATE_TABLE, the table's key and the "
@@ -349,8 +351,11 @@ class DetectionService:
 
 
 def _encoded_size(text: str) -> int:
-    """Size of text once the proxy response holds it as a JSON string: the limit applies to
-    that, and each quote and backslash then takes two bytes. The text is ASCII (to_json)."""
+    """Return the size of text inside the proxy response, where it is a JSON string.
+
+    Lambda's limit applies to that size, in which each quote and backslash takes two bytes.
+    The text is ASCII, as ``to_json`` and pandas write it.
+    """
     return len(text) + text.count('"') + text.count("\\")
 
 

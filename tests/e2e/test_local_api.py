@@ -147,7 +147,7 @@ def test_detect_normal_rows(
     )
 
 
-def test_detect_with_a_baseline_goes_on_from_the_last_request(
+def test_detect_baseline_continues_across_requests(
     start_api, model_endpoint, model_card, openapi, make_rows
 ):
     # Given a local API with a 30-row baseline, and rows that all lie a little above the

@@ -154,7 +154,7 @@ def test_optional_scoring_variables_are_omitted_when_unset():
     assert "BASELINE" not in environment
 
 
-def test_baseline_rows_reach_the_function_and_match_its_limits():
+def test_baseline_rows_reach_function_env():
     from anomaly_detector import config as function_config
     from infra import config as stack_config
 

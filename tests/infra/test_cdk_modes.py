@@ -128,7 +128,7 @@ def test_baseline_keeps_its_state_in_a_table(serverless):
     assert variables["STATE_TABLE"]["Ref"].startswith("ScoringApiBaselineState")
 
 
-def test_baseline_table_is_read_and_written_by_the_function_only(serverless):
+def test_baseline_table_grants_function_only(serverless):
     statements = [
         statement
         for logical_id, policy in serverless.resources("AWS::IAM::Policy").items()
