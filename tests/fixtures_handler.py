@@ -296,3 +296,44 @@ def replace_cells(csv_body: str, row: int, **values: str) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([header, *data])
     return out.getvalue()
+
+
+def create_state_table(client, name: str) -> None:
+    """Create a stream state table as the stack does: keyed by the string ``stream``."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "stream", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "stream", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def minute_rows_csv(
+    index: np.ndarray, torque: np.ndarray, ambient: np.ndarray, extra: np.ndarray, start
+) -> str:
+    """CSV of machine rows a minute apart from ``start`` (row ``index``), with the bearing
+    temperature the formula of torque and ambient plus ``extra``."""
+    frame = pd.DataFrame(
+        {
+            "timestamp": (start + pd.to_timedelta(index, unit="min")).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "motor_speed": 1500.0,
+            "torque": torque,
+            "ambient_temperature": ambient,
+            "bearing_temperature": formula(torque, ambient) + extra,
+        }
+    )
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def post_ok(service, body: str, **query: str) -> dict:
+    """POST a CSV body to /detect with the query, check for 200, return the parsed body."""
+    event = load_event("post_csv")
+    event["body"] = body
+    event["queryStringParameters"] = query or None
+    response = service.handle(event)
+    assert response["statusCode"] == 200, response["body"]
+    return parse_body(response)

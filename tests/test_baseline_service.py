@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import boto3
@@ -10,14 +9,23 @@ import fixtures_handler
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_handler import FormulaPredictor, json_lines, load_event, make_config, parse_body
+from fixtures_handler import (
+    FormulaPredictor,
+    create_state_table,
+    json_lines,
+    load_event,
+    make_config,
+    minute_rows_csv,
+    parse_body,
+    post_ok,
+)
 from moto import mock_aws
 
 from anomaly_detector import handler
 from anomaly_detector.config import ConfigurationError
 from anomaly_detector.handler import DetectionService, lambda_handler
 from anomaly_detector.scoring import BaselineState
-from anomaly_detector.state import DynamoBaselineStore, StoredBaseline
+from anomaly_detector.state import DynamoStreamStore, StoredStream
 
 aws_credentials = fixtures_handler.aws_credentials
 captured_stdout = fixtures_handler.captured_stdout
@@ -33,12 +41,7 @@ START = pd.Timestamp("2024-03-06T08:00:00Z")
 def dynamodb(aws_credentials):
     with mock_aws():
         client = boto3.client("dynamodb")  # in the region that aws_credentials sets
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "stream", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "stream", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_state_table(client, TABLE)
         yield client
 
 
@@ -54,34 +57,15 @@ def rows_csv(
     index = np.arange(first, first + count)
     torque = rng.uniform(40.0, 60.0, count)
     ambient = rng.uniform(20.0, 25.0, count)
-    frame = pd.DataFrame(
-        {
-            "timestamp": (start + pd.to_timedelta(index, unit="min")).strftime(
-                "%Y-%m-%dT%H:%M:%SZ"
-            ),
-            "motor_speed": 1500.0,
-            "torque": torque,
-            "ambient_temperature": ambient,
-            "bearing_temperature": 0.1 * torque + ambient + drift_per_row * index,
-        }
-    )
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue()
+    return minute_rows_csv(index, torque, ambient, drift_per_row * index, start)
 
 
-def post(service: DetectionService, body: str, **query: str) -> dict:
-    event = load_event("post_csv")
-    event["body"] = body
-    event["queryStringParameters"] = query or None
-    response = service.handle(event)
-    assert response["statusCode"] == 200, response["body"]
-    return parse_body(response)
+post = post_ok
 
 
 def throttle(detector: DetectionService, operation: str) -> None:
     """Make every call of one DynamoDB operation fail as a throttled request does."""
-    client = detector.baseline_store.client
+    client = detector.stream_store.client
     code = "ProvisionedThroughputExceededException"
 
     def fail(**_):
@@ -149,22 +133,23 @@ def test_retry_is_scored_not_saved(dynamodb, captured_stdout):
     assert dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"] == before
     warnings = [line for line in json_lines(captured_stdout()) if line["level"] == "WARNING"]
     assert [(w["message"], w["reason"], w["stream"]) for w in warnings] == [
-        ("baseline not saved", "rows_not_newer", "s")
+        ("stream state not saved", "rows_not_newer", "s")
     ]
 
 
 def test_store_rejects_stale_version(dynamodb):
-    store = DynamoBaselineStore(dynamodb, TABLE)
-    read = store.load("s", "bearing_temperature", BASELINE_ROWS)
+    store = DynamoStreamStore(dynamodb, TABLE)
+    scoring = make_config(**ENV).scoring
+    read = store.load("s", scoring)
     state = BaselineState(np.array([0.5, 0.7]), 2, 0, 0.6)
 
-    assert store.save("s", "bearing_temperature", BASELINE_ROWS, StoredBaseline(state), 0)
-    assert not store.save("s", "bearing_temperature", BASELINE_ROWS, StoredBaseline(state), 0)
-    again = store.load("s", "bearing_temperature", BASELINE_ROWS)
+    assert store.save("s", scoring, StoredStream(state), 0)
+    assert not store.save("s", scoring, StoredStream(state), 0)
+    again = store.load("s", scoring)
     assert read.version == 0
     assert again.version == 1
     assert again.state.to_dict() == state.to_dict()
-    assert store.save("s", "bearing_temperature", BASELINE_ROWS, again, 1)
+    assert store.save("s", scoring, again, 1)
 
 
 def test_state_of_other_model_restarts(dynamodb):
@@ -206,7 +191,7 @@ def test_unreadable_item_restarts_stream(dynamodb, attributes, captured_stdout):
     assert result["summary"]["baseline"]["restarted_because"] == "unreadable"
     assert result["summary"]["baseline"]["saved"] is True
     warnings = [line for line in json_lines(captured_stdout()) if line["level"] == "WARNING"]
-    assert [w["message"] for w in warnings] == ["baseline restarted"]
+    assert [w["message"] for w in warnings] == ["stream state restarted"]
 
 
 def test_missing_table_is_500(aws_credentials, captured_stdout):
@@ -219,8 +204,7 @@ def test_missing_table_is_500(aws_credentials, captured_stdout):
     error = parse_body(response)["error"]
     assert error["code"] == "configuration_error"
     assert (
-        f"The baseline table {TABLE} cannot be used (ResourceNotFoundException)"
-        in (error["message"])
+        f"The state table {TABLE} cannot be used (ResourceNotFoundException)" in (error["message"])
     )
     assert "Check STATE_TABLE" in error["message"]
     log = captured_stdout()
@@ -322,7 +306,7 @@ def test_one_row_retry_is_not_saved(dynamodb):
 
 def test_unwritable_table_is_500(dynamodb):
     detector = service()
-    client = detector.baseline_store.client
+    client = detector.stream_store.client
 
     def deny(**_):
         raise client.exceptions.ClientError(
@@ -336,7 +320,7 @@ def test_unwritable_table_is_500(dynamodb):
 
     assert response["statusCode"] == 500
     message = parse_body(response)["error"]["message"]
-    assert f"The baseline table {TABLE} cannot be written (AccessDeniedException)" in message
+    assert f"The state table {TABLE} cannot be written (AccessDeniedException)" in message
 
 
 def test_row_at_last_time_is_new(dynamodb):
@@ -358,7 +342,7 @@ def test_failed_write_keeps_scores(dynamodb, captured_stdout):
     assert result["summary"]["baseline"]["not_saved_because"] == "store_error"
     errors = [line for line in json_lines(captured_stdout()) if line["level"] == "ERROR"]
     assert [(e["message"], e["error_code"]) for e in errors] == [
-        ("baseline not saved", "ProvisionedThroughputExceededException")
+        ("stream state not saved", "ProvisionedThroughputExceededException")
     ]
 
 

@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         "handler. With --model-dir, a local endpoint that speaks the SageMaker Runtime "
         "protocol serves the model, and the handler reaches it through "
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME; with --endpoint, the handler calls that "
-        "SageMaker endpoint with your AWS credentials. Stop with Ctrl+C or SIGTERM.",
+        "SageMaker endpoint with your AWS credentials. Each stream (?stream=NAME) keeps its "
+        "window tail and baseline in memory while the server runs. Stop with Ctrl+C or "
+        "SIGTERM.",
     )
     serve_source = serve.add_mutually_exclusive_group(required=True)
     serve_source.add_argument("--model-dir", type=Path, help="local model directory from train")
@@ -532,6 +534,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from .config import ServiceConfig
     from .handler import DetectionService
     from .local_server import ApiServer, ModelEndpointServer, logger, start_in_thread
+    from .state import MemoryStreamStore
 
     scoring, model = _detect_setup(args, build_client=False)
     endpoint_name = args.endpoint or "local-model"
@@ -562,7 +565,13 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     try:
         api = _listen(
-            lambda: ApiServer(DetectionService(config), port=args.port), "--port", args.port
+            # Each stream's window tail and baseline last as long as the process, as the
+            # deployed service keeps them in its table.
+            lambda: ApiServer(
+                DetectionService(config, stream_store=MemoryStreamStore()), port=args.port
+            ),
+            "--port",
+            args.port,
         )
     except ConfigurationError:
         if endpoint is not None:

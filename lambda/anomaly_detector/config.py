@@ -236,7 +236,8 @@ class ServiceConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     read_timeout_seconds: float = DEFAULT_READ_TIMEOUT_SECONDS
-    # DynamoDB table of the baseline state of each stream; needed with a baseline.
+    # DynamoDB table of the state of each stream (window tail and baseline); needed with a
+    # baseline.
     state_table: str | None = None
 
     @classmethod

@@ -1,9 +1,10 @@
 """Lambda handler: API Gateway REST proxy event in, JSON detection result out.
 
 Routes: ``POST /detect`` with a CSV (``text/csv``) or JSON (``application/json``) body;
-``?rows=all|anomalous|none`` chooses which result rows come back (default all). With a
-residual baseline, ``?stream=NAME`` names the machine whose baseline the rows continue
-(default ``default``); see ``state``.
+``?rows=all|anomalous|none`` chooses which result rows come back (default all). With a state
+table (or a baseline in the local API), ``?stream=NAME`` names the machine whose earlier
+rows the request continues (default ``default``): its window tail and its baseline; see
+``state``.
 Configuration comes from environment variables (see ``config.ServiceConfig.from_env``),
 validated once at cold start.
 """
@@ -40,10 +41,10 @@ from .reader import read_request
 from .scoring import Scorer
 from .state import (
     MAX_AHEAD,
-    BaselineStore,
-    DynamoBaselineStore,
-    MemoryBaselineStore,
-    StoredBaseline,
+    DynamoStreamStore,
+    MemoryStreamStore,
+    StoredStream,
+    StreamStore,
     check_stream,
 )
 
@@ -51,9 +52,10 @@ logger = Logger(service="anomaly-detector")
 
 # Lambda rejects responses over 6 MB; the rest of the proxy response needs a little room.
 MAX_RESPONSE_BYTES = 5_900_000
-# Room for the body's keys and the summary's baseline object, which is added after the size
-# check: its stream name is at most 128 characters and its numbers at most about 25 each.
-RESPONSE_RESERVE_BYTES = 500
+# Room for the body's keys and the summary's stream and baseline objects, which are added
+# after the size check: each names the stream (at most 128 characters) and has numbers of
+# at most about 25 characters.
+RESPONSE_RESERVE_BYTES = 1000
 # Time kept back from the Lambda deadline to build and return an error response.
 DEADLINE_MARGIN_SECONDS = 2.0
 ROW_CHOICES = ("all", "anomalous", "none")
@@ -81,7 +83,7 @@ class DetectionService:
         runtime_client: Any = None,
         sns_client: Any = None,
         cloudwatch_client: Any = None,
-        baseline_store: BaselineStore | None = None,
+        stream_store: StreamStore | None = None,
     ) -> None:
         self.config = config
         self.runtime = runtime_client
@@ -96,14 +98,12 @@ class DetectionService:
         if cloudwatch_client is None and config.metrics_mode == "cloudwatch":
             cloudwatch_client = boto3.client("cloudwatch")
         self.metrics = MetricsPublisher(config, cloudwatch_client)
-        self.baseline_store = baseline_store
-        if baseline_store is None and config.scoring.baseline is not None:
+        self.stream_store = stream_store
+        if stream_store is None and config.state_table:
+            self.stream_store = DynamoStreamStore(boto3.client("dynamodb"), config.state_table)
+        elif stream_store is None and config.scoring.baseline is not None:
             # Without a table (the local API) the states last as long as the process.
-            self.baseline_store = (
-                DynamoBaselineStore(boto3.client("dynamodb"), config.state_table)
-                if config.state_table
-                else MemoryBaselineStore()
-            )
+            self.stream_store = MemoryStreamStore()
 
     def handle(self, event: dict, context: Any = None) -> dict:
         started = time.monotonic()
@@ -166,14 +166,16 @@ class DetectionService:
         # The timestamp column needs no string dtype: ISO times are read as text anyway, and
         # parse_timestamps rejects numbers there with the row. Skipping the dtype saves ~10 %.
         frame = read_request(body, headers.get("content-type"))
-        # NOTE: the baseline carries over from earlier requests, but the rolling window does
-        # not, so a request's first rows can score otherwise than in one long request.
+        # NOTE: the window tail and the baseline carry over from earlier requests, but an
+        # open event does not: an event is reported within one request.
         scorer = Scorer(scoring)
         stream, stored = None, None
-        if scoring.baseline is not None:
+        if self.stream_store is not None:
             stream = check_stream(query.get("stream"))
-            stored = self._load_baseline(stream, request_id)
-            scorer.baseline = stored.state
+            stored = self._load_stream(stream, request_id)
+            if stored is not None:
+                scorer.baseline = stored.state
+                scorer.carry_window(stored.tail)
         summary = Summary(threshold=scoring.threshold)
         predictor = self.predictor or SageMakerPredictor(
             self.runtime,
@@ -183,6 +185,7 @@ class DetectionService:
         )
         rows = detect_chunk(frame, scoring, predictor, scorer, summary, keep=rows_choice)
         events = events_to_dicts(scorer.finish())
+        _mark_earlier_onsets(events)
         check_finite_events(events, scoring.target)
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
@@ -201,7 +204,7 @@ class DetectionService:
                 "the anomalous rows (events and summary always cover every row)."
             )
         if stream is not None:
-            summary_dict["baseline"] = self._save_baseline(stream, stored, scorer, request_id)
+            self._save_stream(stream, stored, scorer, summary_dict, request_id)
 
         # publish, then answer: a failed publish is logged but does not void the scores
         self._publish(summary_dict, events, request_id)
@@ -211,44 +214,58 @@ class DetectionService:
         )  # fmt: skip
         return {"summary": summary_dict, "response": _response(200, body_text)}
 
-    def _load_baseline(self, stream: str, request_id: str | None) -> StoredBaseline:
+    def _load_stream(self, stream: str, request_id: str | None) -> StoredStream | None:
+        """Read the stream's state. Return None when DynamoDB throttled or failed and there
+        is no baseline: the rows are then scored with fresh windows, and nothing is saved."""
         scoring = self.config.scoring
         try:
-            stored = self.baseline_store.load(stream, scoring.target, scoring.baseline)
+            stored = self.stream_store.load(stream, scoring)
         except (ClientError, BotoCoreError) as error:
             fields = _aws_error_fields(error, request_id)
-            logger.error("baseline not read", extra=fields)
+            logger.error("stream state not read", extra=fields)
             code = fields["error_code"]
             if isinstance(error, ClientError) and code not in RETRYABLE_TABLE_ERRORS:
                 # A missing table, a wrong key or a missing permission: a retry cannot help.
                 raise ConfigurationError(
-                    f"The baseline table {self.config.state_table} cannot be used ({code}), "
+                    f"The state table {self.config.state_table} cannot be used ({code}), "
                     "so the rows were not scored. Check STATE_TABLE, the table's key (the "
                     "string attribute stream) and the function's permissions."
                 ) from error
+            if scoring.baseline is None:
+                return None  # fresh windows differ from carried ones in the first rows only
             raise StateUnavailableError(
-                "The baseline of this stream could not be read from its table, so the rows "
+                "The state of this stream could not be read from its table, so the rows "
                 "were not scored. Send the request again later."
             ) from error
         if stored.restarted:
             logger.warning(
-                "baseline restarted",
+                "stream state restarted",
                 extra={"request_id": request_id, "stream": stream, "reason": stored.restarted},
             )
         return stored
 
-    def _save_baseline(
-        self, stream: str, stored: StoredBaseline, scorer: Scorer, request_id: str | None
-    ) -> dict:
-        """Save the baseline that the request ends with, unless its rows are not newer.
+    def _save_stream(
+        self,
+        stream: str,
+        stored: StoredStream | None,
+        scorer: Scorer,
+        summary: dict,
+        request_id: str | None,
+    ) -> None:
+        """Save the state that the request ends with, unless its rows are not newer.
 
-        Return the summary's ``baseline`` object: the state, and whether it was saved.
+        Add the summary's ``stream`` object, which says whether it was saved, and with a
+        baseline its ``baseline`` object.
         """
         scoring = self.config.scoring
         first, last = scorer.time_range
         reason = None
-        known = stored.last_time
-        if not scorer.baseline.storable:
+        known = None if stored is None else stored.last_time
+        tail = scorer.window_tail()
+        if stored is None:
+            # The read failed: a save without the version read could overwrite a newer state.
+            reason = "store_error"
+        elif not (scorer.baseline.storable and tail.storable):
             # Values near the float limit would make every later request overflow.
             reason = "values_out_of_range"
         elif known is not None and first is not None and (first < known or last <= known):
@@ -256,42 +273,47 @@ class DetectionService:
             # Rows from the stored last time on are new if some are later: times may repeat.
             reason = "rows_not_newer"
         else:
-            new = StoredBaseline(scorer.baseline, last_time=last or stored.last_time)
+            new = StoredStream(scorer.baseline, tail, last_time=last or stored.last_time)
             try:
-                saved = self.baseline_store.save(
-                    stream, scoring.target, scoring.baseline, new, stored.version
-                )
+                saved = self.stream_store.save(stream, scoring, new, stored.version)
                 reason = None if saved else "concurrent_update"
             except (ClientError, BotoCoreError) as error:
                 fields = _aws_error_fields(error, request_id)
-                logger.error("baseline not saved", extra=fields)
+                logger.error("stream state not saved", extra=fields)
                 if isinstance(error, ClientError) and fields["error_code"] not in (
                     RETRYABLE_TABLE_ERRORS
                 ):
                     # Every later request would fail the same way, so fail with a 500.
                     raise ConfigurationError(
-                        f"The baseline table {self.config.state_table} cannot be written "
+                        f"The state table {self.config.state_table} cannot be written "
                         f"({fields['error_code']}). Check STATE_TABLE, the table's key and the "
                         "function's permissions."
                     ) from error
                 reason = "store_error"
         if reason is not None and reason != "store_error":
             logger.warning(
-                "baseline not saved",
+                "stream state not saved",
                 extra={"request_id": request_id, "stream": stream, "reason": reason},
             )
-        info = {
-            "stream": stream,
-            "rows": scoring.baseline,
-            "residuals_kept": len(scorer.baseline.residuals),
-            "level": round(scorer.baseline.level, 10),
-            "saved": reason is None,
-        }
+        outcome: dict[str, Any] = {"saved": reason is None}
         if reason is not None:
-            info["not_saved_because"] = reason
-        if stored.restarted is not None:
-            info["restarted_because"] = stored.restarted
-        return info
+            outcome["not_saved_because"] = reason
+        if stored is not None and stored.restarted is not None:
+            outcome["restarted_because"] = stored.restarted
+        summary["stream"] = {
+            "name": stream,
+            "window_rows_carried": scorer.carried_rows,
+            "window_rows_kept": len(tail),
+            **outcome,
+        }
+        if scoring.baseline is not None:
+            summary["baseline"] = {
+                "stream": stream,
+                "rows": scoring.baseline,
+                "residuals_kept": len(scorer.baseline.residuals),
+                "level": round(scorer.baseline.level, 10),
+                **outcome,
+            }
 
     def _publish(self, summary: dict, events: list[dict], request_id: str | None) -> None:
         try:
@@ -359,6 +381,16 @@ def _encoded_size(text: str) -> int:
     return len(text) + text.count('"') + text.count("\\")
 
 
+def _mark_earlier_onsets(events: list[dict]) -> None:
+    """Set ``onset_row`` to null for events whose first alarming window began in an earlier
+    request of the stream. ``onset`` keeps that row's time, or is null without timestamps."""
+    for event in events:
+        if event["onset_row"] < 0:
+            event["onset_row"] = None
+            if not isinstance(event["onset"], str):
+                event["onset"] = None
+
+
 def _check_not_future(last: pd.Timestamp | None) -> None:
     """Refuse rows far ahead of the clock: the stored state remembers the latest time and
     takes only later rows, so one row from a clock set years ahead would stop a stream."""
@@ -366,7 +398,7 @@ def _check_not_future(last: pd.Timestamp | None) -> None:
     if last is not None and last > now + MAX_AHEAD:
         raise RequestError(
             f"The rows reach {last.isoformat()}, more than a day after the service's clock "
-            f"({now.isoformat(timespec='seconds')}). With a baseline, the stream's state "
+            f"({now.isoformat(timespec='seconds')}). The stream's state "
             "remembers the latest time and takes only later rows, so the rows were not "
             "scored. Check the sender's clock and the time zone of the timestamps."
         )

@@ -94,7 +94,7 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
     for number, event in enumerate(events[:MAX_LISTED_EVENTS], start=1):
         lines.append(
             f"Event {number}: {event['start']} to {event['end']} (first alarming window "
-            f"from {event['onset']}), {event['rows']} rows, "
+            f"from {_onset(event)}), {event['rows']} rows, "
             f"peak score {event['peak_score']:.4g}, target {describe_direction(event)} prediction"
             f"{_mean_residual(event)}"
         )
@@ -106,6 +106,12 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
             f"... and {len(events) - MAX_LISTED_EVENTS} more events, listed in the API response."
         )
     return subject, "\n".join(lines)
+
+
+def _onset(event: dict) -> str:
+    if event["onset_row"] is None and event["onset"] is None:
+        return "a row of an earlier request"
+    return str(event["onset"])
 
 
 def _mean_residual(event: dict) -> str:

@@ -19,7 +19,9 @@ threshold. The residuals that raised the alarm lie from the onset on, so the dev
 there or later. Because the window trails, ``start`` lags the onset by up to one window.
 
 ``Scorer`` keeps the window tail and any open event between calls, so a long file scored
-in chunks gives the same result as scoring it whole.
+in chunks gives the same result as scoring it whole. A service can hand it the window tail
+of a stream's earlier request (``carry_window``), so that a request's first windows reach
+back into the rows before it, as they would in one long request.
 
 With a baseline of N rows, the residual of a row is ``actual - predicted - baseline``. The
 baseline is the median of ``actual - predicted`` over the last N scored rows that were not
@@ -51,6 +53,9 @@ MAX_DRIVERS = 3
 # deviations from normal, because normal rows often show smaller shifts.
 NOTABLE_DEVIATION = 2.0
 HUGE_RESIDUAL = 1e150
+# Most rows of a window tail that a service keeps between requests: 16 bytes each with its
+# time, so that the tail and the longest baseline fit in one DynamoDB item (400 KB).
+MAX_CARRIED_ROWS = 10_000
 # Rows between updates of the residual baseline. Each update scores the rows since the last
 # as one chunk, so a shorter step costs time in long files for no gain on slow drift.
 BASELINE_STEP = 30
@@ -127,6 +132,57 @@ class BaselineState:
         if not state.storable:
             raise ValueError(f"a value is {HUGE_RESIDUAL:g} or more in size")
         return state
+
+
+@dataclass(frozen=True)
+class WindowTail:
+    """The |residual| of the last rows that the next row's window reaches back to, in
+    scoring order (NaN for rows not scored), with their times (None without timestamps)."""
+
+    values: np.ndarray = field(default_factory=lambda: np.empty(0))
+    times: np.ndarray | None = None  # datetime64[ns], UTC
+
+    @classmethod
+    def checked(cls, values: np.ndarray, times: np.ndarray | None) -> WindowTail:
+        """Build a tail read from storage; raise ValueError for one ``Scorer`` cannot give."""
+        if values.ndim != 1:
+            raise ValueError("the window tail is not a list of values")
+        known = values[~np.isnan(values)]
+        if not np.all(known >= 0):
+            raise ValueError("a window value is negative")
+        if times is not None:
+            if times.shape != values.shape or np.isnat(times).any():
+                raise ValueError("the window tail's times do not match its values")
+            if np.any(times[1:] < times[:-1]):
+                raise ValueError("the window tail's times are not in order")
+        tail = cls(values, times)
+        if not tail.storable:
+            raise ValueError(f"a window value is {HUGE_RESIDUAL:g} or more")
+        return tail
+
+    @property
+    def storable(self) -> bool:
+        """Return whether every value is small enough that a window's sum cannot overflow."""
+        return not bool(np.any(self.values >= HUGE_RESIDUAL))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def fits(self, times: np.ndarray | None) -> bool:
+        """Return whether rows with these times (None: no timestamps) continue the tail.
+
+        Timed rows continue it when none is earlier than its last row and some are later.
+        Rows that do not are a retry or were sent late, and their windows start afresh.
+        """
+        if (times is None) != (self.times is None):
+            return False
+        if times is None or len(self) == 0:
+            return True
+        known = times[~np.isnat(times)]
+        if len(known) == 0:
+            return False
+        last = self.times[-1]
+        return bool(known.min() >= last and known.max() > last)
 
 
 @dataclass
@@ -253,6 +309,38 @@ class Scorer:
     # With a baseline: its residuals, carried between chunks. A service may set it from the
     # state of an earlier request before the first chunk.
     baseline: BaselineState = field(default_factory=BaselineState)
+    # A tail handed over by carry_window, used or dropped when the first chunk comes.
+    _carried: WindowTail | None = None
+    carried_rows: int = 0
+
+    def carry_window(self, tail: WindowTail) -> None:
+        """Continue the window of earlier rows, before the first chunk is scored.
+
+        The tail is used only if the first chunk's rows continue it (``WindowTail.fits``).
+        Its rows are numbered back from ``first_row``: an event whose onset lies in them
+        gets an onset row below ``first_row``. ``carried_rows`` gives how many were used.
+        """
+        if self._rows_seen:
+            raise ValueError("carry_window must come before the first chunk")
+        self._carried = tail
+
+    def window_tail(self, limit: int = MAX_CARRIED_ROWS) -> WindowTail:
+        """Return the last rows of the window, at most ``limit``, for ``carry_window``."""
+        values = self._tail_values[-limit:] if limit else self._tail_values[:0]
+        times = None
+        if self._tail_times is not None:
+            times = self._tail_times[len(self._tail_times) - len(values) :]
+        return WindowTail(values.copy(), None if times is None else times.copy())
+
+    def _take_carried(self, timestamps: pd.Series | None) -> None:
+        tail, self._carried = self._carried, None
+        times = None if timestamps is None else timestamps.to_numpy(dtype="datetime64[ns]")
+        if tail is None or len(tail) == 0 or not tail.fits(times):
+            return
+        self._tail_values = tail.values
+        self._tail_times = tail.times
+        self._tail_rows = self.first_row - len(tail) + np.arange(len(tail), dtype=np.int64)
+        self.carried_rows = len(tail)
 
     def score(
         self,
@@ -267,6 +355,8 @@ class Scorer:
         ``inputs`` (rows x inputs, in ``config.inputs`` order) lets each event name the inputs
         that deviated most from their normal values during it.
         """
+        if self._carried is not None:
+            self._take_carried(timestamps)
         length = self.config.baseline
         if length is None:
             return self._score(actual, predicted, scorable, timestamps, inputs)

@@ -1,12 +1,14 @@
-"""Baseline state that the deployed service keeps between requests.
+"""Stream state that the deployed service keeps between requests.
 
-With a residual baseline (``ScoringConfig.baseline``), a request goes on from the baseline
-that the requests before it left. Each stream of rows, one machine named by the query
-parameter ``stream``, has its own state: one DynamoDB item in AWS, a dictionary entry for
-the local API.
+Each stream of rows, one machine named by the query parameter ``stream``, has its own state:
+one DynamoDB item in AWS, a dictionary entry for the local API. It keeps the window tail,
+the last rows that the next request's first windows reach back to, so that requests sent
+one after another score as one long request would. With a residual baseline
+(``ScoringConfig.baseline``) it also holds the baseline's residuals.
 
 A state records the target and the baseline length it was built for. After a new model or
-another length it is not used, and the stream starts again from a baseline of 0.
+another length it is not used, and the stream starts again from a baseline of 0. A state
+kept for another window keeps its baseline but not its window tail.
 
 Each item carries a version, and a write succeeds only when the version is still the one
 that was read. Of two requests of one stream that overlap in time, the second to finish
@@ -18,15 +20,16 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from .config import ScoringConfig
 from .errors import RequestError
-from .scoring import BaselineState
+from .scoring import MAX_CARRIED_ROWS, BaselineState, WindowTail
 
 DEFAULT_STREAM = "default"
 # How far rows may lie ahead of the service's clock. The handler refuses rows beyond it,
@@ -36,8 +39,9 @@ STREAM_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 @dataclass(frozen=True)
-class StoredBaseline:
-    """A stream's baseline state, the version it was read at (0: none stored), its last time.
+class StoredStream:
+    """A stream's baseline and window tail, the version it was read at (0: none stored), and
+    the latest time of its rows.
 
     ``restarted`` gives the reason a stored state was not used: "model" (built for another
     target or length) or "unreadable" (an item this module did not write). A version of None
@@ -46,21 +50,17 @@ class StoredBaseline:
     """
 
     state: BaselineState
+    tail: WindowTail = field(default_factory=WindowTail)
     version: int | None = 0
     last_time: pd.Timestamp | None = None
     restarted: str | None = None
 
 
-class BaselineStore(Protocol):
-    def load(self, stream: str, target: str, length: int) -> StoredBaseline: ...
+class StreamStore(Protocol):
+    def load(self, stream: str, scoring: ScoringConfig) -> StoredStream: ...
 
     def save(
-        self,
-        stream: str,
-        target: str,
-        length: int,
-        stored: StoredBaseline,
-        read_version: int | None,
+        self, stream: str, scoring: ScoringConfig, stored: StoredStream, read_version: int | None
     ) -> bool: ...
 
 
@@ -76,67 +76,59 @@ def check_stream(value: str | None) -> str:
     return value
 
 
-class MemoryBaselineStore:
+class MemoryStreamStore:
     """States in a dictionary, for the local API: they last as long as the process."""
 
     def __init__(self) -> None:
         self._items: dict[str, dict] = {}
         self._lock = threading.Lock()
 
-    def load(self, stream: str, target: str, length: int) -> StoredBaseline:
+    def load(self, stream: str, scoring: ScoringConfig) -> StoredStream:
         with self._lock:
             item = self._items.get(stream)
         if item is None:
-            return StoredBaseline(BaselineState())
-        return _from_record(item, target, length)
+            return StoredStream(BaselineState())
+        return _from_record(item, scoring)
 
     def save(
-        self,
-        stream: str,
-        target: str,
-        length: int,
-        stored: StoredBaseline,
-        read_version: int | None,
+        self, stream: str, scoring: ScoringConfig, stored: StoredStream, read_version: int | None
     ) -> bool:
         with self._lock:
             current = self._items.get(stream, {}).get("version", 0)
             if read_version is not None and current != read_version:
                 return False
-            self._items[stream] = _record(stream, target, length, stored, (read_version or 0) + 1)
+            self._items[stream] = _record(stream, scoring, stored, (read_version or 0) + 1)
             return True
 
 
-class DynamoBaselineStore:
+class DynamoStreamStore:
     """States in a DynamoDB table whose partition key is the string attribute ``stream``.
 
-    The residuals are stored as one binary attribute of little-endian 8-byte floats.
+    The baseline's residuals and the window tail's values are each stored as one binary
+    attribute of little-endian 8-byte floats, the tail's times as 8-byte nanoseconds since
+    1970 (UTC).
     """
 
     def __init__(self, client: Any, table_name: str) -> None:
         self.client = client
         self.table_name = table_name
 
-    def load(self, stream: str, target: str, length: int) -> StoredBaseline:
+    def load(self, stream: str, scoring: ScoringConfig) -> StoredStream:
         response = self.client.get_item(
             TableName=self.table_name, Key={"stream": {"S": stream}}, ConsistentRead=True
         )
         item = response.get("Item")
         if item is None:
-            return StoredBaseline(BaselineState())
+            return StoredStream(BaselineState())
         record = _from_attributes(item)
         if "N" not in item.get("version", {}):
             record.pop("version", None)  # a version check against it could never match
-        return _from_record(record, target, length)
+        return _from_record(record, scoring)
 
     def save(
-        self,
-        stream: str,
-        target: str,
-        length: int,
-        stored: StoredBaseline,
-        read_version: int | None,
+        self, stream: str, scoring: ScoringConfig, stored: StoredStream, read_version: int | None
     ) -> bool:
-        record = _record(stream, target, length, stored, (read_version or 0) + 1)
+        record = _record(stream, scoring, stored, (read_version or 0) + 1)
         request: dict[str, Any] = {"TableName": self.table_name, "Item": _to_attributes(record)}
         if read_version == 0:
             request["ConditionExpression"] = "attribute_not_exists(#stream)"
@@ -153,13 +145,18 @@ class DynamoBaselineStore:
 
 
 def _record(
-    stream: str, target: str, length: int, stored: StoredBaseline, version: int
+    stream: str, scoring: ScoringConfig, stored: StoredStream, version: int
 ) -> dict[str, Any]:
-    state = stored.state
+    state, tail = stored.state, stored.tail
     return {
         "stream": stream,
-        "target": target,
-        "length": length,
+        "target": scoring.target,
+        "length": scoring.baseline or 0,
+        "window": str(scoring.window),
+        "tail_values": np.asarray(tail.values, dtype="<f8").tobytes(),
+        "tail_times": None
+        if tail.times is None
+        else tail.times.astype("datetime64[ns]").astype("<i8").tobytes(),
         "residuals": np.asarray(state.residuals, dtype="<f8").tobytes(),
         "rows_since_update": state.rows_since_update,
         "anomalous_rows": state.anomalous_rows,
@@ -170,17 +167,18 @@ def _record(
     }
 
 
-def _from_record(record: dict[str, Any], target: str, length: int) -> StoredBaseline:
+def _from_record(record: dict[str, Any], scoring: ScoringConfig) -> StoredStream:
     """Rebuild a stored state; one built for another target or length starts again."""
+    target, length = scoring.target, scoring.baseline or 0
     try:
         version = int(record["version"])
     except (KeyError, TypeError, ValueError):
         version = 0
     if version < 1:  # this module writes versions from 1 on
-        return StoredBaseline(BaselineState(), None, restarted="unreadable")
+        return StoredStream(BaselineState(), version=None, restarted="unreadable")
     try:
         if record["target"] != target or int(record["length"]) != length:
-            return StoredBaseline(BaselineState(), version, restarted="model")
+            return StoredStream(BaselineState(), version=version, restarted="model")
         state = BaselineState.from_dict(
             {
                 "residuals": np.frombuffer(record["residuals"], dtype="<f8"),
@@ -197,9 +195,34 @@ def _from_record(record: dict[str, Any], target: str, length: int) -> StoredBase
         # it would make every later request look older.
         if last_time is not None and last_time > pd.Timestamp.now(tz="UTC") + MAX_AHEAD:
             raise ValueError("the last time lies in the future")
+        tail = _tail_from_record(record, last_time)
     except (KeyError, TypeError, ValueError, IndexError):
-        return StoredBaseline(BaselineState(), version, restarted="unreadable")
-    return StoredBaseline(replace(state, residuals=state.residuals[-length:]), version, last_time)
+        return StoredStream(BaselineState(), version=version, restarted="unreadable")
+    if record.get("window") != str(scoring.window):
+        tail = WindowTail()  # kept for another window: its rows would weigh otherwise
+    residuals = state.residuals[-length:] if length else state.residuals[:0]
+    return StoredStream(replace(state, residuals=residuals), tail, version, last_time)
+
+
+def _tail_from_record(record: dict[str, Any], last_time: pd.Timestamp | None) -> WindowTail:
+    """Rebuild the window tail; raise ValueError for one this module did not write.
+
+    Items written before the window tail was kept have none, and start with an empty one.
+    """
+    if "tail_values" not in record:
+        return WindowTail()
+    values = np.frombuffer(record["tail_values"], dtype="<f8").astype(float)
+    times = None
+    if record.get("tail_times") is not None:
+        times = np.frombuffer(record["tail_times"], dtype="<i8").astype("datetime64[ns]")
+        newest = times.max() if len(times) else None
+        if newest is not None and (
+            last_time is None or newest > last_time.tz_convert("UTC").tz_localize(None)
+        ):
+            raise ValueError("the window tail ends after the stream's last time")
+    if len(values) > MAX_CARRIED_ROWS:
+        raise ValueError(f"the window tail has more than {MAX_CARRIED_ROWS} rows")
+    return WindowTail.checked(values, times)
 
 
 def _to_attributes(record: dict[str, Any]) -> dict[str, dict]:

@@ -35,6 +35,7 @@ from anomaly_detector.local_server import (
     openapi_document,
     start_in_thread,
 )
+from anomaly_detector.state import MemoryStreamStore
 
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
@@ -281,6 +282,7 @@ def _start_api(
     topic_arn: str | None = None,
     asset_id: str = "press-7",
     baseline: int | None = None,
+    stream_state: bool = False,
 ) -> tuple[ApiServer, LocalApi]:
     # boto3 reads the endpoint URL variables when a client is created, so they are set
     # before DetectionService creates its clients.
@@ -305,7 +307,9 @@ def _start_api(
         metrics_mode="cloudwatch",
         topic_arn=topic_arn,
     )
-    server = ApiServer(DetectionService(config))
+    # As `serve` does: each stream's window tail (and baseline) kept in memory.
+    store = MemoryStreamStore() if stream_state else None
+    server = ApiServer(DetectionService(config, stream_store=store))
     start_in_thread(server)
     port = server.server_address[1]
     return server, LocalApi(url=f"http://{LOOPBACK}:{port}", port=port, config=config)
@@ -323,7 +327,7 @@ def start_api(
     """Start local APIs whose boto3 clients reach the given model endpoint and moto.
 
     The factory takes the endpoint URL and, optionally, ``endpoint_name``, ``topic_arn``,
-    ``asset_id`` and ``baseline``.
+    ``asset_id``, ``baseline`` and ``stream_state``.
     """
     servers: list[ApiServer] = []
 

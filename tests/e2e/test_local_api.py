@@ -182,6 +182,27 @@ def test_detect_baseline_continues_across_requests(
     assert results[0]["rows"][0]["baseline"] == 0.0
 
 
+def test_detect_stream_requests_score_as_one(start_api, model_endpoint, openapi, make_rows):
+    # Given a local API that keeps stream state, and 40 rows a minute apart
+    api = start_api(model_endpoint.url, stream_state=True)
+    rows = make_rows(40, seed=8, start=REQUEST_START)
+
+    # When they are posted as one request, and as eight requests of 5 rows to a stream
+    whole = post_csv(api.url, rows, "?stream=whole").json()
+    parts = [
+        post_csv(api.url, rows.iloc[start : start + 5], "?stream=parts").json()
+        for start in range(0, 40, 5)
+    ]
+
+    # Then each part's first windows reach back into the part before, and the scores agree
+    for result in [whole, *parts]:
+        openapi.validate_response("/detect", "POST", 200, result)
+    carried = [part["summary"]["stream"]["window_rows_carried"] for part in parts]
+    assert carried == [0] + [int(api.config.scoring.window.rows) - 1] * 7
+    scores = [row["score"] for part in parts for row in part["rows"]]
+    assert scores == pytest.approx([row["score"] for row in whole["rows"]], abs=1e-9)
+
+
 def test_detect_offset_rows_publish_one_warning(
     start_api, model_endpoint, aws, warning_topic, openapi, make_rows
 ):

@@ -1,0 +1,438 @@
+"""The window tail that a stream carries between requests: the scorer, the stores, the handler.
+
+A request's first windows reach back into the rows of the stream's request before it, so
+requests sent one after another score as one long request. The service tests run the real
+handler against moto's DynamoDB.
+"""
+
+from __future__ import annotations
+
+import boto3
+import fixtures_handler
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_handler import (
+    FormulaPredictor,
+    create_state_table,
+    load_event,
+    make_config,
+    minute_rows_csv,
+    post_ok,
+)
+from moto import mock_aws
+
+from anomaly_detector.config import ScoringConfig, Span
+from anomaly_detector.handler import DetectionService
+from anomaly_detector.publishing import publish_warning
+from anomaly_detector.scoring import MAX_CARRIED_ROWS, Scorer, WindowTail
+from anomaly_detector.state import MemoryStreamStore
+
+aws_credentials = fixtures_handler.aws_credentials
+
+TABLE = "anomaly-detector-state"
+# No baseline: the table keeps the window tail alone.
+ENV = {"STATE_TABLE": TABLE, "WINDOW": "5", "MIN_DURATION": "1", "THRESHOLD": "1.5"}
+START = pd.Timestamp("2024-03-06T08:00:00Z")
+# Rows 40 to 54 of rows_csv lie 3 K above the formula, over the 1.5 K threshold.
+FAULT = range(40, 55)
+
+
+# -- the scorer ---------------------------------------------------------------------------
+
+
+def scoring_config(window: str, baseline: int | None = None) -> ScoringConfig:
+    return ScoringConfig(
+        target="y",
+        inputs=("x",),
+        threshold=1.5,
+        timestamp_column="t",
+        window=Span.parse(window, "window"),
+        baseline=baseline,
+    )
+
+
+def residual_series(count: int = 400) -> tuple[np.ndarray, np.ndarray, pd.Series]:
+    rng = np.random.default_rng(7)
+    residuals = rng.normal(size=count)
+    residuals[150:190] += 4.0
+    scorable = rng.random(count) > 0.1  # some rows are not scored
+    times = pd.Series(pd.date_range(START, periods=count, freq="min"))
+    return residuals, scorable, times
+
+
+def score_in_parts(config: ScoringConfig, size: int, timed: bool = True):
+    """Score the series in parts of ``size`` rows, each part with a new Scorer that carries
+    the window tail and the baseline of the part before it, as requests of a stream do."""
+    residuals, scorable, times = residual_series()
+    scores, onsets, tail, baseline = [], [], None, None
+    for start in range(0, len(residuals), size):
+        scorer = Scorer(config)
+        if tail is not None:
+            scorer.carry_window(tail)
+            scorer.baseline = baseline
+        part = slice(start, start + size)
+        count = len(residuals[part])
+        chunk = scorer.score(
+            residuals[part],
+            np.zeros(count),
+            scorable[part],
+            times.iloc[part].reset_index(drop=True) if timed else None,
+        )
+        scores.append(chunk.score)
+        onsets += [start + event.onset_row for event in scorer.finish()]
+        tail, baseline = scorer.window_tail(), scorer.baseline
+    return np.concatenate(scores), onsets
+
+
+@pytest.mark.parametrize("window", ["5", "7min"])
+@pytest.mark.parametrize("baseline", [None, 60])
+@pytest.mark.parametrize("size", [1, 6, 13, 400])
+def test_parts_score_as_one_request(window, baseline, size):
+    config = scoring_config(window, baseline)
+    whole, whole_onsets = score_in_parts(config, 400)
+
+    split, onsets = score_in_parts(config, size)
+
+    np.testing.assert_array_equal(np.isnan(split), np.isnan(whole))
+    np.testing.assert_allclose(split[~np.isnan(split)], whole[~np.isnan(whole)], atol=1e-12)
+    # Each part reports the onset of an event that continues into it at the same row.
+    assert set(whole_onsets) <= set(onsets)
+
+
+def test_parts_without_a_window_tail_score_otherwise():
+    """The check above can fail: parts that start afresh differ from one request."""
+    config = scoring_config("5")
+    whole, _ = score_in_parts(config, 400)
+    residuals, scorable, times = residual_series()
+    fresh = np.concatenate(
+        [
+            Scorer(config)
+            .score(residuals[s : s + 6], np.zeros(len(residuals[s : s + 6])), scorable[s : s + 6])
+            .score
+            for s in range(0, 400, 6)
+        ]
+    )
+
+    assert np.nanmax(np.abs(fresh - whole)) > 0.5
+
+
+def test_untimed_parts_carry_the_tail():
+    config = ScoringConfig(target="y", inputs=("x",), threshold=1.5, window=Span.parse("5", "w"))
+    whole, _ = score_in_parts(config, 400, timed=False)
+
+    split, _ = score_in_parts(config, 7, timed=False)
+
+    np.testing.assert_allclose(split, whole, atol=1e-12)
+
+
+def tail_before(times: pd.DatetimeIndex) -> WindowTail:
+    stamps = times.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    return WindowTail(np.full(len(times), 10.0), stamps)
+
+
+@pytest.mark.parametrize(
+    ("first_minute", "rows", "carried"),
+    [
+        (5, 3, 5),  # later rows continue the tail
+        (4, 3, 5),  # the first row at the tail's last time: times may repeat
+        (4, 1, 0),  # one row at the tail's last time: a retry of the last row
+        (2, 3, 0),  # a retry that overlaps the tail
+        (-10, 3, 0),  # rows sent late
+    ],
+)
+def test_tail_is_used_only_by_newer_rows(first_minute, rows, carried):
+    scorer = Scorer(scoring_config("5"))
+    scorer.carry_window(tail_before(pd.date_range(START, periods=5, freq="min")))
+    times = pd.Series(START + pd.to_timedelta(np.arange(rows) + first_minute, unit="min"))
+
+    chunk = scorer.score(np.zeros(rows), np.zeros(rows), np.ones(rows, dtype=bool), times)
+
+    assert scorer.carried_rows == carried
+    # The first window holds the last 4 tail rows, all 10s, or the row alone.
+    assert chunk.score[0] == (8.0 if carried else 0.0)
+
+
+def test_timed_tail_is_dropped_for_untimed_rows():
+    scorer = Scorer(scoring_config("5"))
+    scorer.carry_window(tail_before(pd.date_range(START, periods=5, freq="min")))
+
+    chunk = scorer.score(np.zeros(3), np.zeros(3), np.ones(3, dtype=bool))
+
+    assert scorer.carried_rows == 0
+    assert chunk.score[0] == 0.0
+
+
+def test_onset_in_the_tail_is_numbered_before_the_first_row():
+    scorer = Scorer(scoring_config("5"))
+    scorer.carry_window(tail_before(pd.date_range(START, periods=4, freq="min")))
+    times = pd.Series(START + pd.to_timedelta(np.arange(4, 8), unit="min"))
+
+    scorer.score(np.full(4, 10.0), np.zeros(4), np.ones(4, dtype=bool), times)
+    (event,) = scorer.finish()
+
+    assert event.start_row == 0
+    assert event.onset_row == -4
+    assert event.onset_time == START
+
+
+def test_carry_after_a_chunk_is_refused():
+    scorer = Scorer(scoring_config("5"))
+    scorer.score(np.zeros(2), np.zeros(2), np.ones(2, dtype=bool))
+
+    with pytest.raises(ValueError, match="before the first chunk"):
+        scorer.carry_window(WindowTail())
+
+
+def test_window_tail_keeps_at_most_the_limit():
+    config = ScoringConfig(target="y", inputs=("x",), threshold=1.0, window=Span.parse("50", "w"))
+    scorer = Scorer(config)
+    scorer.score(np.arange(100.0), np.zeros(100), np.ones(100, dtype=bool))
+
+    assert len(scorer.window_tail()) == 49
+    np.testing.assert_array_equal(scorer.window_tail(limit=3).values, [97.0, 98.0, 99.0])
+    assert MAX_CARRIED_ROWS * 16 + 20_000 * 8 < 400_000  # tail and baseline fit one item
+
+
+@pytest.mark.parametrize(
+    ("values", "times", "problem"),
+    [
+        (np.array([1.0, -1.0]), None, "negative"),
+        (np.array([1.0, 1e200]), None, "or more"),
+        (np.ones((2, 2)), None, "not a list"),
+        (np.ones(2), np.array([2, 1], dtype="datetime64[ns]"), "not in order"),
+        (np.ones(2), np.array([1], dtype="datetime64[ns]"), "do not match"),
+    ],
+)
+def test_checked_tail_refuses_what_a_scorer_cannot_give(values, times, problem):
+    with pytest.raises(ValueError, match=problem):
+        WindowTail.checked(values, times)
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dynamodb(aws_credentials):
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_state_table(client, TABLE)
+        yield client
+
+
+def rows_csv(first: int, count: int, timed: bool = True) -> str:
+    """Rows a minute apart from row ``first``: the formula plus noise, 3 K more on FAULT."""
+    index = np.arange(first, first + count)
+    # Each row draws from its own seed, so a row has the same values in any request.
+    draws = [np.random.default_rng(i) for i in index]
+    noise = np.array([rng.normal(0.0, 1.0) for rng in draws])
+    torque = np.array([rng.uniform(40.0, 60.0) for rng in draws])
+    ambient = 22.0 + np.sin(index / 10.0)
+    body = minute_rows_csv(index, torque, ambient, noise + 3.0 * np.isin(index, FAULT), START)
+    if not timed:  # the timestamp is the first column
+        body = "\n".join(line.split(",", 1)[1] for line in body.splitlines()) + "\n"
+    return body
+
+
+def service(**env: str | None) -> DetectionService:
+    return DetectionService(make_config(**{**ENV, **env}), predictor=FormulaPredictor())
+
+
+post = post_ok
+
+
+def test_requests_of_a_stream_score_as_one(dynamodb):
+    whole = post(service(), rows_csv(0, 90), stream="whole")
+
+    detector = service()
+    parts = [post(detector, rows_csv(start, 5), stream="parts") for start in range(0, 90, 5)]
+
+    scores = [row["score"] for part in parts for row in part["rows"]]
+    assert scores == pytest.approx([row["score"] for row in whole["rows"]], abs=1e-9)
+    assert [part["summary"]["stream"]["window_rows_carried"] for part in parts] == [0] + [4] * 17
+    assert parts[-1]["summary"]["stream"] == {
+        "name": "parts",
+        "window_rows_carried": 4,
+        "window_rows_kept": 4,
+        "saved": True,
+    }
+    assert "baseline" not in parts[-1]["summary"]
+
+
+def test_fresh_windows_raise_false_breaches(dynamodb):
+    """What the carried tail prevents: without a table each request starts a new window."""
+    stateless = service(STATE_TABLE=None)
+    carried = service()
+
+    fresh = [post(stateless, rows_csv(start, 2)) for start in range(0, 40, 2)]
+    kept = [post(carried, rows_csv(start, 2), stream="s") for start in range(0, 40, 2)]
+
+    assert sum(part["summary"]["anomalous_rows"] for part in kept) == 0
+    assert sum(part["summary"]["anomalous_rows"] for part in fresh) > 0
+    assert "stream" not in fresh[0]["summary"]
+
+
+def test_earlier_onset_has_null_row(dynamodb):
+    detector = service()
+    post(detector, rows_csv(0, 45), stream="s")
+
+    later = post(detector, rows_csv(45, 20), stream="s")
+
+    (event,) = later["events"]
+    assert event["start_row"] == 0
+    assert event["onset_row"] is None
+    # The window of row 45 reaches back to row 41, in the earlier request.
+    assert event["onset"] == "2024-03-06T08:41:00Z"
+
+
+def test_untimed_earlier_onset_is_null(dynamodb):
+    detector = service(TIMESTAMP_COLUMN=None)
+    post(detector, rows_csv(0, 45, timed=False), stream="s")
+
+    later = post(detector, rows_csv(45, 20, timed=False), stream="s")
+
+    (event,) = later["events"]
+    assert event["onset_row"] is None
+    assert event["onset"] is None
+    subject, message = publish_warning_text(later)
+    assert "first alarming window from a row of an earlier request" in message
+    assert "None" not in message
+
+
+def publish_warning_text(result: dict) -> tuple[str, str]:
+    sent = []
+
+    class Sns:
+        def publish(self, **request):
+            sent.append(request)
+            return {"MessageId": "m-1"}
+
+    config = make_config(**ENV, TIMESTAMP_COLUMN=None, TOPIC_ARN="arn:aws:sns:eu-west-1:1:w")
+    publish_warning(Sns(), config, result["summary"], result["events"])
+    return sent[0]["Subject"], sent[0]["Message"]
+
+
+def test_retry_starts_fresh_window(dynamodb):
+    detector = service()
+    post(detector, rows_csv(0, 10), stream="s")
+    first = post(detector, rows_csv(10, 10), stream="s")
+
+    again = post(detector, rows_csv(10, 10), stream="s")
+
+    assert again["summary"]["stream"]["window_rows_carried"] == 0
+    assert again["summary"]["stream"]["not_saved_because"] == "rows_not_newer"
+    assert first["summary"]["stream"]["window_rows_carried"] == 4
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+    assert item["version"] == {"N": "2"}
+
+
+def test_new_window_keeps_baseline_only(dynamodb):
+    first = post(service(BASELINE="60"), rows_csv(0, 60), stream="s")
+
+    later = post(service(BASELINE="60", WINDOW="3"), rows_csv(60, 5), stream="s")
+
+    assert later["summary"]["stream"]["window_rows_carried"] == 0
+    assert "restarted_because" not in later["summary"]["stream"]
+    kept = first["summary"]["baseline"]["residuals_kept"]
+    assert later["summary"]["baseline"]["residuals_kept"] == kept + 5
+
+
+def test_item_holds_the_tail_with_its_times(dynamodb):
+    post(service(), rows_csv(0, 10), stream="s")
+
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+
+    assert item["window"] == {"S": "5"}
+    assert item["length"] == {"N": "0"}
+    assert len(item["tail_values"]["B"]) == 4 * 8
+    times = np.frombuffer(item["tail_times"]["B"], dtype="<i8").astype("datetime64[ns]")
+    assert pd.Timestamp(times[-1], tz="UTC") == START + pd.Timedelta(minutes=9)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"tail_values": {"B": np.array([1.0, -2.0, 1.0, 1.0]).tobytes()}},
+        {"tail_values": {"B": b"\x00\x01"}},  # not a whole number of floats
+        {"tail_times": {"B": np.array([3, 2, 1, 0], dtype="<i8").tobytes()}},
+        {"tail_times": {"B": np.array([0], dtype="<i8").tobytes()}},
+        # The tail ends a day after the stream's last time.
+        {
+            "tail_times": {
+                "B": (
+                    np.arange(4, dtype="<i8") + pd.Timestamp("2024-03-07T08:00:00Z").value
+                ).tobytes()
+            }
+        },
+        {"tail_values": {"B": np.zeros(MAX_CARRIED_ROWS + 1).tobytes()}},
+    ],
+)
+def test_unreadable_tail_restarts_the_stream(dynamodb, attributes):
+    post(service(), rows_csv(0, 10), stream="s")
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+    dynamodb.put_item(TableName=TABLE, Item={**item, **attributes})
+
+    later = post(service(), rows_csv(10, 5), stream="s")
+
+    assert later["summary"]["stream"]["restarted_because"] == "unreadable"
+    assert later["summary"]["stream"]["window_rows_carried"] == 0
+    assert later["summary"]["stream"]["saved"] is True
+
+
+def test_item_without_tail_starts_empty(dynamodb):
+    """Items written before the tail was kept hold none."""
+    post(service(), rows_csv(0, 10), stream="s")
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+    for name in ("tail_values", "tail_times", "window"):
+        del item[name]
+    dynamodb.put_item(TableName=TABLE, Item=item)
+
+    later = post(service(), rows_csv(10, 5), stream="s")
+
+    assert later["summary"]["stream"]["window_rows_carried"] == 0
+    assert "restarted_because" not in later["summary"]["stream"]
+
+
+def test_memory_store_carries_the_tail():
+    detector = DetectionService(
+        make_config(WINDOW="5"), predictor=FormulaPredictor(), stream_store=MemoryStreamStore()
+    )
+    post(detector, rows_csv(0, 10), stream="s")
+
+    later = post(detector, rows_csv(10, 5), stream="s")
+
+    assert later["summary"]["stream"]["window_rows_carried"] == 4
+
+
+def throttle_reads(detector: DetectionService) -> None:
+    client = detector.stream_store.client
+    code = "ThrottlingException"
+
+    def fail(**_):
+        raise client.exceptions.ClientError({"Error": {"Code": code, "Message": "slow"}}, "GetItem")
+
+    client.meta.events.register("before-call.dynamodb.GetItem", fail)
+
+
+def test_throttled_read_scores_with_fresh_windows(dynamodb):
+    """Without a baseline, a failed read costs the first windows only, so rows are scored."""
+    post(service(), rows_csv(0, 10), stream="s")
+    detector = service()
+    throttle_reads(detector)
+
+    later = post(detector, rows_csv(10, 5), stream="s")
+
+    assert later["summary"]["stream"]["window_rows_carried"] == 0
+    assert later["summary"]["stream"]["not_saved_because"] == "store_error"
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+    assert item["version"] == {"N": "1"}
+
+
+def test_throttled_read_with_baseline_is_503(dynamodb):
+    detector = service(BASELINE="60")
+    throttle_reads(detector)
+    event = {**load_event("post_csv"), "body": rows_csv(0, 5)}
+
+    response = detector.handle(event)
+
+    assert response["statusCode"] == 503
