@@ -60,7 +60,7 @@ LAMBDA_PAYLOAD_LIMIT_BYTES = 6_291_456
 LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096
 # Room kept for TOPIC_ARN, which the stack adds and whose length is known only at deploy.
 TOPIC_ARN_RESERVE_BYTES = 300
-# The same for STATE_TABLE with a baseline: a DynamoDB table name has at most 255 characters.
+# The same for STATE_TABLE with stream state: a DynamoDB table name has at most 255 characters.
 STATE_TABLE_RESERVE_BYTES = 11 + 255
 
 # Defaults of every key that has one. cdk.json repeats them as a complete example, and a
@@ -92,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "min_duration": "1",
     "merge_gap": "0",
     "baseline_rows": 0,
+    "stream_state": True,
     "asset_id": "",
     "metrics_namespace": "AnomalyDetection",
     "service_name": "anomaly-detector",
@@ -197,6 +198,8 @@ class ScoringSettings:
     min_duration: str  # rows or a pandas time span
     merge_gap: str  # "0" (no merging), rows or a pandas time span
     baseline: int  # rows of the residual baseline; 0 for none
+    # Keep each stream's window tail and baseline between requests, in a DynamoDB table.
+    stream_state: bool
     asset_id: str | None
     metrics_namespace: str
     service_name: str
@@ -303,6 +306,7 @@ def load_config(context: Mapping[str, Any]) -> StackConfig:
         alerting=_read_alerting(reader),
     )
     _check_timeouts(config)
+    _check_baseline_state(config)
     _check_environment_size(config)
     return config
 
@@ -422,6 +426,7 @@ def _read_scoring(reader: _ContextReader) -> ScoringSettings:
         min_duration=min_duration,
         merge_gap=merge_gap,
         baseline=_read_baseline(reader),
+        stream_state=reader.boolean("stream_state"),
         asset_id=reader.optional_text(
             "asset_id", pattern=re.compile(r"^[\x20-\x7e]{1,255}$"), hint="printable ASCII"
         ),
@@ -533,11 +538,20 @@ def _check_timeouts(config: StackConfig) -> None:
         )
 
 
+def _check_baseline_state(config: StackConfig) -> None:
+    if config.scoring.baseline and not config.scoring.stream_state:
+        raise ConfigError(
+            f"Context key 'baseline_rows' is {config.scoring.baseline}, but 'stream_state' is "
+            "false. A baseline goes on from one request to the next, so it needs the stream "
+            "state table: set 'stream_state' to true, or 'baseline_rows' to 0."
+        )
+
+
 def _check_environment_size(config: StackConfig) -> None:
     environment = config.scoring_environment()
     size = sum(len(key.encode()) + len(value.encode()) for key, value in environment.items())
     size += TOPIC_ARN_RESERVE_BYTES
-    if config.scoring.baseline:
+    if config.scoring.stream_state:
         size += STATE_TABLE_RESERVE_BYTES
     if size > LAMBDA_ENVIRONMENT_LIMIT_BYTES:
         raise ConfigError(

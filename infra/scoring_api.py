@@ -76,7 +76,7 @@ class ScoringApi(Construct):
         alerting: Alerting,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.state_table = self._create_state_table() if config.scoring.baseline else None
+        self.state_table = self._create_state_table() if config.scoring.stream_state else None
         self.function = self._create_function(config, endpoint, alerting)
         self.api, self.detect_method = self._create_api(config)
         self.detect_url = self.api.url_for_path(f"/{DETECT_PATH}")
@@ -135,9 +135,12 @@ class ScoringApi(Construct):
         return function
 
     def _create_state_table(self) -> dynamodb.Table:
-        """Create the table of each stream's baseline state: one small item per machine.
+        """Create the table of each stream's state (window tail and baseline): one item per
+        machine.
 
         A lost state is rebuilt from the next rows, so the table is deleted with the stack.
+        The construct keeps the id it had when the table held the baseline alone, so that an
+        update does not replace the table of a stack deployed then.
         """
         return dynamodb.Table(
             self,

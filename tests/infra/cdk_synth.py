@@ -50,6 +50,7 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
         "lambda_architecture": "arm64",
         "lambda_python_version": "3.12",
         "api_cloudwatch_role": "false",
+        "stream_state": "false",
     },
 }
 

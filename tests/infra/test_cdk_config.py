@@ -215,6 +215,8 @@ INVALID_CASES = [
     ({"baseline_rows": 10}, ["baseline_rows", "is 10", "from 30 to 20000"]),
     ({"baseline_rows": "20001"}, ["baseline_rows", "0 to 20000"]),
     ({"baseline_rows": "10min"}, ["baseline_rows", "integer"]),
+    ({"baseline_rows": "600", "stream_state": "false"}, ["'stream_state' is false", "set"]),
+    ({"stream_state": "maybe"}, ["stream_state"]),
     ({"timezone": "Mars/Olympus"}, ["timezone", "IANA time zone"]),
     ({"metrics_namespace": "AWS/Lambda"}, ["metrics_namespace", "reserved"]),
     ({"log_level": "VERBOSE"}, ["log_level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"]),

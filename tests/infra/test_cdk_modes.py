@@ -197,6 +197,13 @@ def test_api_key_mode_requires_key_and_usage_plan(api_key):
     assert "ApiKeyId" in api_key.template["Outputs"]
 
 
+def test_stream_state_false_keeps_no_table(api_key):
+    variables = api_key.only("AWS::Lambda::Function")["Environment"]["Variables"]
+
+    assert api_key.resources("AWS::DynamoDB::Table") == {}
+    assert "STATE_TABLE" not in variables
+
+
 def test_function_options_from_context(api_key):
     function = api_key.only("AWS::Lambda::Function")
     parameters = api_key.template["Parameters"]

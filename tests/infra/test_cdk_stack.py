@@ -246,9 +246,13 @@ def test_function_environment_from_context(template):
     assert topic.as_object()["Ref"].startswith("AlertingTopic")
 
 
-def test_no_baseline_table_by_default(synthesis):
-    assert synthesis.resources("AWS::DynamoDB::Table") == {}
-    assert "BASELINE" not in synthesis.only("AWS::Lambda::Function")["Environment"]["Variables"]
+def test_default_keeps_stream_state_without_baseline(synthesis):
+    table = synthesis.only("AWS::DynamoDB::Table")
+    variables = synthesis.only("AWS::Lambda::Function")["Environment"]["Variables"]
+
+    assert table["KeySchema"] == [{"AttributeName": "stream", "KeyType": "HASH"}]
+    assert variables["STATE_TABLE"]["Ref"].startswith("ScoringApiBaselineState")
+    assert "BASELINE" not in variables
 
 
 def test_function_has_no_reserved_concurrency_by_default(synthesis):
@@ -279,7 +283,9 @@ def test_function_role_invokes_only_this_endpoint(synthesis):
     assert kms["Resource"]["Fn::GetAtt"][0].startswith("AlertingTopicKey")
     logs = by_action['["logs:CreateLogStream", "logs:PutLogEvents"]']
     assert logs["Resource"]["Fn::GetAtt"][0].startswith("ScoringApiFunctionLogs")
-    assert len(statements) == 4
+    state = by_action['["dynamodb:GetItem", "dynamodb:PutItem"]']
+    assert state["Resource"][0]["Fn::GetAtt"][0].startswith("ScoringApiBaselineState")
+    assert len(statements) == 5
     for statement in statements:
         assert statement["Effect"] == "Allow"
         assert "*" not in flat(statement["Action"])
