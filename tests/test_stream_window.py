@@ -1,11 +1,14 @@
-"""The window tail that a stream carries between requests: the scorer, the stores, the handler.
+"""What a stream carries between requests: the scorer, the stores, the handler.
 
-A request's first windows reach back into the rows of the stream's request before it, so
-requests sent one after another score as one long request. The service tests run the real
+A request's first windows reach back into the rows of the stream's request before it, and
+its events continue the runs that were open there. So requests sent one after another score
+and find events as one long request does. The service tests run the real
 handler against moto's DynamoDB.
 """
 
 from __future__ import annotations
+
+import json
 
 import boto3
 import fixtures_handler
@@ -25,7 +28,7 @@ from moto import mock_aws
 from anomaly_detector.config import ScoringConfig, Span
 from anomaly_detector.handler import DetectionService
 from anomaly_detector.publishing import publish_warning
-from anomaly_detector.scoring import MAX_CARRIED_ROWS, Scorer, WindowTail
+from anomaly_detector.scoring import MAX_CARRIED_ROWS, Event, Scorer, WindowTail
 from anomaly_detector.state import MemoryStreamStore
 
 aws_credentials = fixtures_handler.aws_credentials
@@ -41,13 +44,17 @@ FAULT = range(40, 55)
 # -- the scorer ---------------------------------------------------------------------------
 
 
-def scoring_config(window: str, baseline: int | None = None) -> ScoringConfig:
+def scoring_config(
+    window: str, baseline: int | None = None, minimum: str = "1", gap: str = "0"
+) -> ScoringConfig:
     return ScoringConfig(
         target="y",
         inputs=("x",),
         threshold=1.5,
         timestamp_column="t",
         window=Span.parse(window, "window"),
+        min_duration=Span.parse(minimum, "min_duration"),
+        merge_gap=Span.parse_gap(gap, "merge_gap"),
         baseline=baseline,
     )
 
@@ -56,20 +63,29 @@ def residual_series(count: int = 400) -> tuple[np.ndarray, np.ndarray, pd.Series
     rng = np.random.default_rng(7)
     residuals = rng.normal(size=count)
     residuals[150:190] += 4.0
+    residuals[300:304] += 3.0  # a short breach
+    residuals[310:330] -= 3.0  # and a longer one below, 6 rows later
     scorable = rng.random(count) > 0.1  # some rows are not scored
     times = pd.Series(pd.date_range(START, periods=count, freq="min"))
     return residuals, scorable, times
 
 
+def event_key(event: Event, first: int) -> tuple:
+    """Identify an event over the whole series, whatever part reported it."""
+    return (event.start_time, event.end_time, event.rows, round(event.peak_score, 9),
+            first + event.onset_row, event.direction)  # fmt: skip
+
+
 def score_in_parts(config: ScoringConfig, size: int, timed: bool = True):
     """Score the series in parts of ``size`` rows, each part with a new Scorer that carries
-    the window tail and the baseline of the part before it, as requests of a stream do."""
+    the window tail, the open runs and the baseline of the part before it, as requests of a
+    stream do. Return the scores, and the events in their last reported form."""
     residuals, scorable, times = residual_series()
-    scores, onsets, tail, baseline = [], [], None, None
+    scores, final, tail, runs, last, baseline = [], [], None, None, None, None
     for start in range(0, len(residuals), size):
         scorer = Scorer(config)
         if tail is not None:
-            scorer.carry_window(tail)
+            scorer.carry_window(tail, runs, last)
             scorer.baseline = baseline
         part = slice(start, start + size)
         count = len(residuals[part])
@@ -80,9 +96,12 @@ def score_in_parts(config: ScoringConfig, size: int, timed: bool = True):
             times.iloc[part].reset_index(drop=True) if timed else None,
         )
         scores.append(chunk.score)
-        onsets += [start + event.onset_row for event in scorer.finish()]
-        tail, baseline = scorer.window_tail(), scorer.baseline
-    return np.concatenate(scores), onsets
+        events = scorer.finish()
+        final = [key for key in final if key[-1] != "ongoing"]
+        final += [(*event_key(e, start), "ongoing" if e.ongoing else "") for e in events]
+        tail, runs, baseline = scorer.window_tail(), scorer.carry_out(), scorer.baseline
+        last = scorer.time_range[1]
+    return np.concatenate(scores), sorted(key[:-1] for key in final)
 
 
 @pytest.mark.parametrize("window", ["5", "7min"])
@@ -90,14 +109,27 @@ def score_in_parts(config: ScoringConfig, size: int, timed: bool = True):
 @pytest.mark.parametrize("size", [1, 6, 13, 400])
 def test_parts_score_as_one_request(window, baseline, size):
     config = scoring_config(window, baseline)
-    whole, whole_onsets = score_in_parts(config, 400)
+    whole, whole_events = score_in_parts(config, 400)
 
-    split, onsets = score_in_parts(config, size)
+    split, events = score_in_parts(config, size)
 
     np.testing.assert_array_equal(np.isnan(split), np.isnan(whole))
     np.testing.assert_allclose(split[~np.isnan(split)], whole[~np.isnan(whole)], atol=1e-12)
-    # Each part reports the onset of an event that continues into it at the same row.
-    assert set(whole_onsets) <= set(onsets)
+    assert events == whole_events
+
+
+@pytest.mark.parametrize(
+    ("minimum", "gap"), [("1", "0"), ("12", "0"), ("12", "8"), ("15min", "10min"), ("30", "0")]
+)
+@pytest.mark.parametrize("size", [1, 5, 9, 400])
+def test_parts_find_the_events_of_one_request(minimum, gap, size):
+    config = scoring_config("5", minimum=minimum, gap=gap)
+    _, whole_events = score_in_parts(config, 400)
+
+    _, events = score_in_parts(config, size)
+
+    assert events == whole_events
+    assert len(whole_events) >= 1
 
 
 def test_parts_without_a_window_tail_score_otherwise():
@@ -149,7 +181,7 @@ def test_tail_is_used_only_by_newer_rows(first_minute, rows, carried):
     chunk = scorer.score(np.zeros(rows), np.zeros(rows), np.ones(rows, dtype=bool), times)
 
     assert scorer.carried_rows == carried
-    # The first window holds the last 4 tail rows, all 10s, or the row alone.
+    # The first window has the last 4 tail rows, all 10s, or the row alone.
     assert chunk.score[0] == (8.0 if carried else 0.0)
 
 
@@ -163,7 +195,7 @@ def test_timed_tail_is_dropped_for_untimed_rows():
     assert chunk.score[0] == 0.0
 
 
-def test_onset_in_the_tail_is_numbered_before_the_first_row():
+def test_tail_onset_is_numbered_negative():
     scorer = Scorer(scoring_config("5"))
     scorer.carry_window(tail_before(pd.date_range(START, periods=4, freq="min")))
     times = pd.Series(START + pd.to_timedelta(np.arange(4, 8), unit="min"))
@@ -272,44 +304,102 @@ def test_fresh_windows_raise_false_breaches(dynamodb):
     assert "stream" not in fresh[0]["summary"]
 
 
-def test_earlier_onset_has_null_row(dynamodb):
+def test_event_from_earlier_request_has_null_rows(dynamodb):
     detector = service()
-    post(detector, rows_csv(0, 45), stream="s")
+    first = post(detector, rows_csv(0, 45), stream="s")
 
     later = post(detector, rows_csv(45, 20), stream="s")
 
+    (begun,) = first["events"]
     (event,) = later["events"]
-    assert event["start_row"] == 0
+    assert begun["ongoing"] is True
+    assert begun["reported_before"] is False
+    assert event["start_row"] is None
+    assert event["start"] == begun["start"]
     assert event["onset_row"] is None
-    # The window of row 45 reaches back to row 41, in the earlier request.
-    assert event["onset"] == "2024-03-06T08:41:00Z"
+    assert event["onset"] == begun["onset"]
+    assert event["end_row"] >= 0
+    assert event["ongoing"] is False
+    assert event["reported_before"] is True
+    assert later["summary"]["new_events"] == 0
 
 
-def test_untimed_earlier_onset_is_null(dynamodb):
+def test_untimed_earlier_rows_are_null(dynamodb):
     detector = service(TIMESTAMP_COLUMN=None)
     post(detector, rows_csv(0, 45, timed=False), stream="s")
 
     later = post(detector, rows_csv(45, 20, timed=False), stream="s")
 
     (event,) = later["events"]
-    assert event["onset_row"] is None
+    assert event["start"] is None
     assert event["onset"] is None
-    subject, message = publish_warning_text(later)
+    assert event["onset_row"] is None
+    _, message = publish_warning_text(later)
+    assert "a row of an earlier request to " in message
     assert "first alarming window from a row of an earlier request" in message
     assert "None" not in message
 
 
+class RecordingSns:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def publish(self, **request) -> dict:
+        self.sent.append(request)
+        return {"MessageId": f"m-{len(self.sent)}"}
+
+
 def publish_warning_text(result: dict) -> tuple[str, str]:
-    sent = []
-
-    class Sns:
-        def publish(self, **request):
-            sent.append(request)
-            return {"MessageId": "m-1"}
-
+    sns = RecordingSns()
     config = make_config(**ENV, TIMESTAMP_COLUMN=None, TOPIC_ARN="arn:aws:sns:eu-west-1:1:w")
-    publish_warning(Sns(), config, result["summary"], result["events"])
-    return sent[0]["Subject"], sent[0]["Message"]
+    publish_warning(sns, config, result["summary"], result["events"])
+    return sns.sent[0]["Subject"], sns.sent[0]["Message"]
+
+
+def test_event_over_short_requests_warns_once(dynamodb):
+    """An event longer than any request lasts its minimum duration over several of them."""
+    env = {"MIN_DURATION": "8", "TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:w"}
+    whole = post(service(**env), rows_csv(0, 90), stream="whole")
+    sns = RecordingSns()
+    detector = DetectionService(
+        make_config(**{**ENV, **env}), predictor=FormulaPredictor(), sns_client=sns
+    )
+
+    parts = [post(detector, rows_csv(start, 5), stream="parts") for start in range(0, 90, 5)]
+
+    (expected,) = whole["events"]
+    reported = [event for part in parts for event in part["events"]]
+    assert len(reported) >= 2  # while it went on, and when it ended
+    assert [event["reported_before"] for event in reported] == [False] + [True] * (
+        len(reported) - 1
+    )
+    assert [event["ongoing"] for event in reported] == [True] * (len(reported) - 1) + [False]
+    assert sum(part["summary"]["new_events"] for part in parts) == 1
+    assert len(sns.sent) == 1
+    final = reported[-1]
+    for name in ("start", "end", "onset", "rows", "peak_score", "peak_time", "direction"):
+        assert final[name] == expected[name], name
+
+
+def test_stateless_requests_miss_event_longer_than_each(dynamodb):
+    """The check above can fail: requests that start afresh never last 8 rows."""
+    detector = service(STATE_TABLE=None, MIN_DURATION="8")
+
+    parts = [post(detector, rows_csv(start, 5)) for start in range(0, 90, 5)]
+
+    assert sum(part["summary"]["events"] for part in parts) == 0
+
+
+def test_other_event_settings_drop_the_runs(dynamodb):
+    post(service(), rows_csv(0, 45), stream="s")
+
+    later = post(service(THRESHOLD="1.6"), rows_csv(45, 20), stream="s")
+
+    (event,) = later["events"]
+    assert event["start_row"] == 0
+    assert event["reported_before"] is False
+    assert later["summary"]["stream"]["window_rows_carried"] == 4
+    assert "restarted_because" not in later["summary"]["stream"]
 
 
 def test_retry_starts_fresh_window(dynamodb):
@@ -347,6 +437,7 @@ def test_item_holds_the_tail_with_its_times(dynamodb):
     assert len(item["tail_values"]["B"]) == 4 * 8
     times = np.frombuffer(item["tail_times"]["B"], dtype="<i8").astype("datetime64[ns]")
     assert pd.Timestamp(times[-1], tz="UTC") == START + pd.Timedelta(minutes=9)
+    assert json.loads(item["events"]["S"])["open"] is None
 
 
 @pytest.mark.parametrize(
@@ -365,6 +456,10 @@ def test_item_holds_the_tail_with_its_times(dynamodb):
             }
         },
         {"tail_values": {"B": np.zeros(MAX_CARRIED_ROWS + 1).tobytes()}},
+        {"events": {"S": "not json"}},
+        {"events": {"S": "[]"}},
+        {"events": {"N": "1"}},
+        {"events": {"S": json.dumps({"settings": "x", "open": {"rows": 1}, "ended": None})}},
     ],
 )
 def test_unreadable_tail_restarts_the_stream(dynamodb, attributes):

@@ -166,8 +166,6 @@ class DetectionService:
         # The timestamp column needs no string dtype: ISO times are read as text anyway, and
         # parse_timestamps rejects numbers there with the row. Skipping the dtype saves ~10 %.
         frame = read_request(body, headers.get("content-type"))
-        # NOTE: the window tail and the baseline carry over from earlier requests, but an
-        # open event does not: an event is reported within one request.
         scorer = Scorer(scoring)
         stream, stored = None, None
         if self.stream_store is not None:
@@ -175,7 +173,7 @@ class DetectionService:
             stored = self._load_stream(stream, request_id)
             if stored is not None:
                 scorer.baseline = stored.state
-                scorer.carry_window(stored.tail)
+                scorer.carry_window(stored.tail, stored.events, stored.last_time)
         summary = Summary(threshold=scoring.threshold)
         predictor = self.predictor or SageMakerPredictor(
             self.runtime,
@@ -184,11 +182,17 @@ class DetectionService:
             deadline=_deadline(context),
         )
         rows = detect_chunk(frame, scoring, predictor, scorer, summary, keep=rows_choice)
-        events = events_to_dicts(scorer.finish())
-        _mark_earlier_onsets(events)
+        found = scorer.finish()
+        events = events_to_dicts(found)
+        for event, record in zip(found, events, strict=True):
+            record["ongoing"] = event.ongoing
+            record["reported_before"] = event.reported
+        _mark_earlier_rows(events)
         check_finite_events(events, scoring.target)
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
+        if stream is not None:
+            summary_dict["new_events"] = sum(not event.reported for event in found)
         if stream is not None:
             _check_not_future(scorer.time_range[1])
 
@@ -207,7 +211,7 @@ class DetectionService:
             self._save_stream(stream, stored, scorer, summary_dict, request_id)
 
         # publish, then answer: a failed publish is logged but does not void the scores
-        self._publish(summary_dict, events, request_id)
+        self._publish(summary_dict, [e for e in events if not e["reported_before"]], request_id)
         body_text = (
             '{"summary":' + to_json(summary_dict) + ',"events":' + events_json
             + ',"rows":' + rows_json + "}"
@@ -254,7 +258,7 @@ class DetectionService:
     ) -> None:
         """Save the state that the request ends with, unless its rows are not newer.
 
-        Add the summary's ``stream`` object, which says whether it was saved, and with a
+        Add the summary's ``stream`` object, which gives whether it was saved, and with a
         baseline its ``baseline`` object.
         """
         scoring = self.config.scoring
@@ -273,7 +277,9 @@ class DetectionService:
             # Rows from the stored last time on are new if some are later: times may repeat.
             reason = "rows_not_newer"
         else:
-            new = StoredStream(scorer.baseline, tail, last_time=last or stored.last_time)
+            new = StoredStream(
+                scorer.baseline, tail, scorer.carry_out(), last_time=last or stored.last_time
+            )
             try:
                 saved = self.stream_store.save(stream, scoring, new, stored.version)
                 reason = None if saved else "concurrent_update"
@@ -381,14 +387,23 @@ def _encoded_size(text: str) -> int:
     return len(text) + text.count('"') + text.count("\\")
 
 
-def _mark_earlier_onsets(events: list[dict]) -> None:
-    """Set ``onset_row`` to null for events whose first alarming window began in an earlier
-    request of the stream. ``onset`` keeps that row's time, or is null without timestamps."""
+# Row fields of an event, each with the field that gives its time (its row without timestamps).
+EVENT_ROWS = {"start_row": "start", "end_row": "end", "onset_row": "onset", "peak_row": None}
+
+
+def _mark_earlier_rows(events: list[dict]) -> None:
+    """Set the row fields that lie in an earlier request of the stream to null.
+
+    Those rows are numbered below 0. The time fields keep their times, and without
+    timestamps, where they give rows, they become null too.
+    """
     for event in events:
-        if event["onset_row"] < 0:
-            event["onset_row"] = None
-            if not isinstance(event["onset"], str):
-                event["onset"] = None
+        for row_field, time_field in EVENT_ROWS.items():
+            if event[row_field] >= 0:
+                continue
+            event[row_field] = None
+            if time_field is not None and not isinstance(event[time_field], str):
+                event[time_field] = None
 
 
 def _check_not_future(last: pd.Timestamp | None) -> None:

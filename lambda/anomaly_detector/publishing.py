@@ -28,7 +28,8 @@ def request_metrics(summary: dict) -> dict[str, tuple[float, str]]:
         "Rows": (summary["rows"], "Count"),
         "ScoredRows": (summary["scored_rows"], "Count"),
         "AnomalousRows": (summary["anomalous_rows"], "Count"),
-        "Events": (summary["events"], "Count"),
+        # With stream state, an event that goes on over several requests counts once.
+        "Events": (summary.get("new_events", summary["events"]), "Count"),
     }
     max_score = summary.get("max_score")
     if max_score is not None and math.isfinite(max_score):
@@ -93,8 +94,9 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
     ]
     for number, event in enumerate(events[:MAX_LISTED_EVENTS], start=1):
         lines.append(
-            f"Event {number}: {event['start']} to {event['end']} (first alarming window "
-            f"from {_onset(event)}), {event['rows']} rows, "
+            f"Event {number}: {_when(event, 'start')} to {_when(event, 'end')}"
+            f"{' (still going on)' if event.get('ongoing') else ''} (first alarming window "
+            f"from {_when(event, 'onset')}), {event['rows']} rows, "
             f"peak score {event['peak_score']:.4g}, target {describe_direction(event)} prediction"
             f"{_mean_residual(event)}"
         )
@@ -108,10 +110,11 @@ def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) ->
     return subject, "\n".join(lines)
 
 
-def _onset(event: dict) -> str:
-    if event["onset_row"] is None and event["onset"] is None:
-        return "a row of an earlier request"
-    return str(event["onset"])
+def _when(event: dict, name: str) -> str:
+    """Give an event's start, end or onset: its time, its row, or, without timestamps, that
+    it lies in an earlier request of the stream."""
+    value = event[name]
+    return "a row of an earlier request" if value is None else str(value)
 
 
 def _mean_residual(event: dict) -> str:

@@ -19,9 +19,10 @@ threshold. The residuals that raised the alarm lie from the onset on, so the dev
 there or later. Because the window trails, ``start`` lags the onset by up to one window.
 
 ``Scorer`` keeps the window tail and any open event between calls, so a long file scored
-in chunks gives the same result as scoring it whole. A service can hand it the window tail
-of a stream's earlier request (``carry_window``), so that a request's first windows reach
-back into the rows before it, as they would in one long request.
+in chunks gives the same result as scoring it whole. A service can hand it what a stream's
+earlier request left (``carry_window``): the window tail, so that a request's first windows
+reach back into the rows before it, and the runs that were still open, so that an event
+lasts its minimum duration across requests and is reported as one event.
 
 With a baseline of N rows, the residual of a row is ``actual - predicted - baseline``. The
 baseline is the median of ``actual - predicted`` over the last N scored rows that were not
@@ -39,7 +40,7 @@ between requests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -168,21 +169,37 @@ class WindowTail:
     def __len__(self) -> int:
         return len(self.values)
 
-    def fits(self, times: np.ndarray | None) -> bool:
-        """Return whether rows with these times (None: no timestamps) continue the tail.
+    def fits(self, times: np.ndarray | None, last: np.datetime64 | None = None) -> bool:
+        """Return whether rows with these times (None: no timestamps) continue the earlier
+        rows, whose latest time is ``last`` (by default the tail's last time).
 
-        Timed rows continue it when none is earlier than its last row and some are later.
+        Timed rows continue them when none is earlier than ``last`` and some are later.
         Rows that do not are a retry or were sent late, and their windows start afresh.
         """
-        if (times is None) != (self.times is None):
+        if times is None:
+            return self.times is None
+        if self.times is None and len(self):
             return False
-        if times is None or len(self) == 0:
+        if last is None and self.times is not None and len(self):
+            last = self.times[-1]
+        if last is None:
             return True
         known = times[~np.isnat(times)]
         if len(known) == 0:
             return False
-        last = self.times[-1]
         return bool(known.min() >= last and known.max() > last)
+
+
+@dataclass
+class CarriedEvents:
+    """The runs of earlier rows that later rows may continue, with rows and places numbered
+    back from the first later row (the last earlier row is -1)."""
+
+    open: Event | None = None  # anomalous up to the last scored row
+    ended: Event | None = None  # with a merge gap: the last run that ended, not yet judged
+
+    def __iter__(self):
+        return iter((self.open, self.ended))
 
 
 @dataclass
@@ -211,6 +228,10 @@ class Event:
     last_place: int = 0
     # With a merge gap: the sides ("above", "below") of the runs joined into the event.
     sides: set[str] = field(default_factory=set)
+    # For a service that carries runs between requests: whether an earlier request already
+    # reported the event, and whether the event may go on in the next request.
+    reported: bool = False
+    ongoing: bool = False
 
     @property
     def direction(self) -> str:
@@ -225,6 +246,21 @@ class Event:
     @property
     def mean_residual(self) -> float:
         return self.residual_sum / self.rows
+
+    def shifted(self, rows: int, places: int) -> Event:
+        """Return a copy with every row number moved by ``rows`` and every place by ``places``."""
+        return replace(
+            self,
+            start_row=self.start_row + rows,
+            end_row=self.end_row + rows,
+            peak_row=self.peak_row + rows,
+            onset_row=self.onset_row + rows,
+            first_place=self.first_place + places,
+            last_place=self.last_place + places,
+            input_sums=None if self.input_sums is None else self.input_sums.copy(),
+            drivers=[],
+            sides=set(self.sides),
+        )
 
     def extend(self, other: Event) -> None:
         if self.input_sums is not None and other.input_sums is not None:
@@ -309,20 +345,43 @@ class Scorer:
     # With a baseline: its residuals, carried between chunks. A service may set it from the
     # state of an earlier request before the first chunk.
     baseline: BaselineState = field(default_factory=BaselineState)
-    # A tail handed over by carry_window, used or dropped when the first chunk comes.
-    _carried: WindowTail | None = None
+    # What carry_window handed over, used or dropped when the first chunk comes.
+    _carried: tuple[WindowTail, CarriedEvents, np.datetime64 | None] | None = None
     carried_rows: int = 0
+    carried_events: bool = False
+    _carry_out: CarriedEvents | None = None
 
-    def carry_window(self, tail: WindowTail) -> None:
-        """Continue the window of earlier rows, before the first chunk is scored.
+    def carry_window(
+        self,
+        tail: WindowTail,
+        events: CarriedEvents | None = None,
+        last_time: pd.Timestamp | None = None,
+    ) -> None:
+        """Continue the window and the open runs of earlier rows, before the first chunk.
 
-        The tail is used only if the first chunk's rows continue it (``WindowTail.fits``).
-        Its rows are numbered back from ``first_row``: an event whose onset lies in them
-        gets an onset row below ``first_row``. ``carried_rows`` gives how many were used.
+        Both are used only if the first chunk's rows continue the earlier rows, whose latest
+        time is ``last_time`` (``WindowTail.fits``). Their rows are numbered back from
+        ``first_row``: an event that began in them gets row numbers below ``first_row``.
+        ``carried_rows`` gives how many tail rows were used, ``carried_events`` whether the
+        runs were.
         """
         if self._rows_seen:
             raise ValueError("carry_window must come before the first chunk")
-        self._carried = tail
+        last = None if last_time is None else last_time.tz_convert("UTC").tz_localize(None)
+        self._carried = (
+            tail,
+            events or CarriedEvents(),
+            None if last is None else last.to_datetime64(),
+        )
+
+    def carry_out(self) -> CarriedEvents:
+        """Return the runs that were open when ``finish`` closed them: the run anomalous up
+        to the last row, and the run awaiting the merge gap. They are numbered back from the
+        end of the rows scored, for the next rows' ``carry_window``, and marked ``reported``
+        when ``finish`` reported an event that contains them."""
+        if self._carry_out is None:
+            raise ValueError("carry_out comes after finish")
+        return self._carry_out
 
     def window_tail(self, limit: int = MAX_CARRIED_ROWS) -> WindowTail:
         """Return the last rows of the window, at most ``limit``, for ``carry_window``."""
@@ -333,14 +392,18 @@ class Scorer:
         return WindowTail(values.copy(), None if times is None else times.copy())
 
     def _take_carried(self, timestamps: pd.Series | None) -> None:
-        tail, self._carried = self._carried, None
+        (tail, events, last), self._carried = self._carried, None
         times = None if timestamps is None else timestamps.to_numpy(dtype="datetime64[ns]")
-        if tail is None or len(tail) == 0 or not tail.fits(times):
+        if not tail.fits(times, last):
             return
-        self._tail_values = tail.values
-        self._tail_times = tail.times
-        self._tail_rows = self.first_row - len(tail) + np.arange(len(tail), dtype=np.int64)
-        self.carried_rows = len(tail)
+        if len(tail):
+            self._tail_values = tail.values
+            self._tail_times = tail.times
+            self._tail_rows = self.first_row - len(tail) + np.arange(len(tail), dtype=np.int64)
+            self.carried_rows = len(tail)
+        if events.open is not None or events.ended is not None:
+            self._open, self._ended = events.open, events.ended
+            self.carried_events = True
 
     def score(
         self,
@@ -472,7 +535,17 @@ class Scorer:
         return self._first_time, self._last_time
 
     def finish(self) -> list[Event]:
-        """Close the open event and return every event that lasted the minimum duration."""
+        """Close the open event and return every event that lasted the minimum duration.
+
+        The events that contain a run still open (``carry_out``) are marked ``ongoing``: more
+        rows of the stream may extend them.
+        """
+        rows, places = self.first_row + self._rows_seen, self._places_seen
+        still_open_pair = (self._open, self._ended)
+        still_open = [run for run in still_open_pair if run is not None]
+        carry = CarriedEvents(
+            *(None if run is None else run.shifted(-rows, -places) for run in still_open_pair)
+        )
         if self._open is not None:
             self._end(self._open)
             self._open = None
@@ -485,10 +558,19 @@ class Scorer:
             mean_square = self._normal_square_sum / self._normal_residuals
             normal_error = self._normal_scale * float(np.sqrt(mean_square))
         for event in self.events:
+            event.ongoing = any(event.last_place >= run.first_place for run in still_open)
             event.drivers = self._explain(event)
             if normal_error:
                 deviation = event.mean_residual / normal_error
                 event.target_deviation = deviation if np.isfinite(deviation) else None
+        for run in carry:
+            if run is not None and not run.reported:
+                run.reported = any(
+                    event.first_place - places <= run.first_place
+                    and run.last_place <= event.last_place - places
+                    for event in self.events
+                )
+        self._carry_out = carry
         return self.events
 
     # -- rolling window --------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """Stream state that the deployed service keeps between requests.
 
 Each stream of rows, one machine named by the query parameter ``stream``, has its own state:
-one DynamoDB item in AWS, a dictionary entry for the local API. It keeps the window tail,
-the last rows that the next request's first windows reach back to, so that requests sent
-one after another score as one long request would. With a residual baseline
-(``ScoringConfig.baseline``) it also holds the baseline's residuals.
+one DynamoDB item in AWS, a dictionary entry for the local API. It keeps the window tail:
+the last rows that the next request's first windows reach back to. It also keeps the runs
+of anomalous rows that were still open. So requests sent one after another score, and find
+events, as one long request would. With a residual baseline
+(``ScoringConfig.baseline``) it also keeps the baseline's residuals.
 
 A state records the target and the baseline length it was built for. After a new model or
 another length it is not used, and the stream starts again from a baseline of 0. A state
-kept for another window keeps its baseline but not its window tail.
+kept for another window keeps its baseline but not its window tail, and one kept for other
+event settings (threshold, window, minimum duration, merge gap) does not keep its runs.
 
 Each item carries a version, and a write succeeds only when the version is still the one
 that was read. Of two requests of one stream that overlap in time, the second to finish
@@ -18,6 +20,8 @@ rows, which shifts a median of hundreds of rows little.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -29,7 +33,7 @@ import pandas as pd
 
 from .config import ScoringConfig
 from .errors import RequestError
-from .scoring import MAX_CARRIED_ROWS, BaselineState, WindowTail
+from .scoring import MAX_CARRIED_ROWS, BaselineState, CarriedEvents, Event, WindowTail
 
 DEFAULT_STREAM = "default"
 # How far rows may lie ahead of the service's clock. The handler refuses rows beyond it,
@@ -51,6 +55,7 @@ class StoredStream:
 
     state: BaselineState
     tail: WindowTail = field(default_factory=WindowTail)
+    events: CarriedEvents = field(default_factory=CarriedEvents)
     version: int | None = 0
     last_time: pd.Timestamp | None = None
     restarted: str | None = None
@@ -157,6 +162,14 @@ def _record(
         "tail_times": None
         if tail.times is None
         else tail.times.astype("datetime64[ns]").astype("<i8").tobytes(),
+        "events": json.dumps(
+            {
+                "settings": _event_settings(scoring),
+                "open": _event_record(stored.events.open),
+                "ended": _event_record(stored.events.ended),
+            },
+            allow_nan=False,
+        ),
         "residuals": np.asarray(state.residuals, dtype="<f8").tobytes(),
         "rows_since_update": state.rows_since_update,
         "anomalous_rows": state.anomalous_rows,
@@ -196,12 +209,106 @@ def _from_record(record: dict[str, Any], scoring: ScoringConfig) -> StoredStream
         if last_time is not None and last_time > pd.Timestamp.now(tz="UTC") + MAX_AHEAD:
             raise ValueError("the last time lies in the future")
         tail = _tail_from_record(record, last_time)
-    except (KeyError, TypeError, ValueError, IndexError):
+        events = _events_from_record(record, scoring)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return StoredStream(BaselineState(), version=version, restarted="unreadable")
     if record.get("window") != str(scoring.window):
         tail = WindowTail()  # kept for another window: its rows would weigh otherwise
     residuals = state.residuals[-length:] if length else state.residuals[:0]
-    return StoredStream(replace(state, residuals=residuals), tail, version, last_time)
+    return StoredStream(replace(state, residuals=residuals), tail, events, version, last_time)
+
+
+def _event_settings(scoring: ScoringConfig) -> str:
+    """Name the settings that decide which rows form an event."""
+    gap = scoring.merge_gap or 0
+    return f"{scoring.threshold!r} {scoring.window} {scoring.min_duration} {gap}"
+
+
+def _event_record(event: Event | None) -> dict[str, Any] | None:
+    if event is None:
+        return None
+    return {
+        "start_row": event.start_row,
+        "end_row": event.end_row,
+        "rows": event.rows,
+        "peak_score": event.peak_score,
+        "peak_row": event.peak_row,
+        "residual_sum": event.residual_sum,
+        "onset_row": event.onset_row,
+        "first_place": event.first_place,
+        "last_place": event.last_place,
+        "start_time": _time_text(event.start_time),
+        "end_time": _time_text(event.end_time),
+        "peak_time": _time_text(event.peak_time),
+        "onset_time": _time_text(event.onset_time),
+        "input_sums": None if event.input_sums is None else [float(v) for v in event.input_sums],
+        "sides": sorted(event.sides),
+        "reported": event.reported,
+    }
+
+
+def _time_text(time: pd.Timestamp | None) -> str | None:
+    return None if time is None else time.isoformat()
+
+
+def _events_from_record(record: dict[str, Any], scoring: ScoringConfig) -> CarriedEvents:
+    """Rebuild the carried runs; raise ValueError for anything this module did not write.
+
+    Items written before runs were kept have none. Runs kept for other event settings are
+    dropped, since their rows were judged against another threshold or duration.
+    """
+    if "events" not in record:
+        return CarriedEvents()
+    data = json.loads(record["events"])
+    runs = CarriedEvents(
+        *(_event_from_record(data[key], len(scoring.inputs)) for key in ("open", "ended"))
+    )
+    if data["settings"] != _event_settings(scoring):
+        return CarriedEvents()
+    return runs
+
+
+def _event_from_record(data: dict[str, Any] | None, inputs: int) -> Event | None:
+    if data is None:
+        return None
+    whole = {name: data[name] for name in ("start_row", "end_row", "rows", "peak_row")}
+    whole |= {name: data[name] for name in ("onset_row", "first_place", "last_place")}
+    if not all(type(value) is int for value in whole.values()):
+        raise ValueError("a row number of a carried run is not a whole number")
+    numbered = [value for name, value in whole.items() if name != "rows"]
+    if not all(-(2**62) < value < 0 for value in numbered):
+        raise ValueError("a carried run has a row that is not before the request")
+    span = whole["last_place"] - whole["first_place"] + 1
+    if not 1 <= whole["rows"] <= span:
+        raise ValueError("a carried run's row count does not fit its places")
+
+    peak, total = data["peak_score"], data["residual_sum"]
+    if not all(isinstance(v, float | int) and math.isfinite(v) for v in (peak, total)):
+        raise ValueError("a carried run's peak or sum is not a finite number")
+    if peak < 0:
+        raise ValueError("a carried run's peak score is negative")
+    sums = data["input_sums"]
+    if sums is not None:
+        sums = np.asarray(sums, dtype=float)
+        if sums.shape != (inputs,) or not np.all(np.isfinite(sums)):
+            raise ValueError("a carried run's input sums do not match the inputs")
+
+    sides = set(data["sides"])
+    if not sides <= {"above", "below"} or type(data["reported"]) is not bool:
+        raise ValueError("a carried run's sides or flag are invalid")
+    times = {name: data[name] for name in ("start_time", "end_time", "peak_time", "onset_time")}
+    parsed = {name: None if text is None else pd.Timestamp(text) for name, text in times.items()}
+    if any(time is not None and (pd.isna(time) or time.tzinfo is None) for time in parsed.values()):
+        raise ValueError("a carried run's time is invalid or has no time zone")
+    return Event(
+        **whole,
+        peak_score=float(peak),
+        residual_sum=float(total),
+        input_sums=sums,
+        sides=sides,
+        reported=data["reported"],
+        **parsed,
+    )
 
 
 def _tail_from_record(record: dict[str, Any], last_time: pd.Timestamp | None) -> WindowTail:
