@@ -5,8 +5,9 @@ The sample data's test file (one row a minute, labelled anomalies) is sent to th
 reach back into the request before it; without, each request starts its window afresh. The
 model is the demo's: trained on the sample training file with the product's defaults.
 
-Reported per request size: the normal rows flagged anomalous, and how many requests without
-a labelled row report a ``MaxScore`` above the threshold (what the anomaly alarm watches).
+Reported per request size: the normal rows flagged anomalous, how many requests without a
+labelled row report a ``MaxScore`` above the threshold (what the anomaly alarm watches), and
+how many warnings the requests would send (their new events).
 
 Usage: python -m benchmarks.request_borders [--sizes 5040,60,15,5]
 """
@@ -30,23 +31,24 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
 LABEL = "anomaly"
 
 
-def flagged(service: DetectionService, test: pd.DataFrame, size: int) -> tuple[int, int, int]:
+def flagged(service: DetectionService, test: pd.DataFrame, size: int) -> tuple[int, ...]:
     """Send the rows in requests of ``size``; return normal rows flagged, normal requests,
-    and normal requests whose highest score passed the threshold."""
-    false_rows = normal_requests = loud_requests = 0
+    normal requests whose highest score passed the threshold, and warnings."""
+    false_rows = normal_requests = loud_requests = warnings = 0
     for start in range(0, len(test), size):
         part = test.iloc[start : start + size]
         body = part.drop(columns=LABEL).to_csv(index=False)
         with stdout_discarded():
             response = service.handle(proxy_event(body, {"stream": "sample"}))
         result = json.loads(response["body"])
+        warnings += result["summary"].get("new_events", result["summary"]["events"])
         anomalous = [row["is_anomaly"] for row in result["rows"]]
         labels = part[LABEL].to_numpy(dtype=bool)
         false_rows += sum(flag and not label for flag, label in zip(anomalous, labels, strict=True))
         if not labels.any():
             normal_requests += 1
             loud_requests += result["summary"]["max_score"] > result["summary"]["threshold"]
-    return false_rows, normal_requests, loud_requests
+    return false_rows, normal_requests, loud_requests, warnings
 
 
 def main() -> None:
@@ -73,6 +75,7 @@ def main() -> None:
                 size,
             )
             rows.append([size, fresh[1], fresh[0], with_tail[0], fresh[2], with_tail[2]])
+            rows[-1] += [fresh[3], with_tail[3]]
     print(f"window {scoring.window} rows, threshold {scoring.threshold:g}")
     print(
         markdown_table(
@@ -83,6 +86,8 @@ def main() -> None:
                 "with the window tail",
                 "normal requests over the threshold, fresh windows",
                 "with the window tail",
+                "warnings, fresh",
+                "with stream state",
             ],
             rows,
         )
