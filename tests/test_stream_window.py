@@ -22,6 +22,7 @@ from fixtures_handler import (
     make_config,
     minute_rows_csv,
     post_ok,
+    replace_cells,
 )
 from moto import mock_aws
 
@@ -531,3 +532,42 @@ def test_throttled_read_with_baseline_is_503(dynamodb):
     response = detector.handle(event)
 
     assert response["statusCode"] == 503
+
+
+def test_untimed_request_keeps_the_tail(dynamodb):
+    """Rows without a time are not scored, so they leave the window to the rows after them."""
+    untimed = replace_cells(rows_csv(10, 1), 0, timestamp="")
+    whole_rows = rows_csv(0, 10) + untimed.split("\n", 1)[1] + rows_csv(11, 5).split("\n", 1)[1]
+    whole = post(service(), whole_rows, stream="whole")
+    detector = service()
+    post(detector, rows_csv(0, 10), stream="parts")
+
+    middle = post(detector, untimed, stream="parts")
+    later = post(detector, rows_csv(11, 5), stream="parts")
+
+    assert middle["summary"]["stream"]["window_rows_kept"] == 4
+    assert later["summary"]["stream"]["window_rows_carried"] == 4
+    scores = [row["score"] for row in later["rows"]]
+    assert scores == pytest.approx([row["score"] for row in whole["rows"][11:]], abs=1e-9)
+
+
+def test_time_window_counts_the_rows_it_reaches(dynamodb):
+    detector = service(WINDOW="5min")
+    post(detector, rows_csv(0, 10), stream="s")
+
+    soon = post(detector, rows_csv(10, 3), stream="s")
+    later = post(detector, rows_csv(200, 3), stream="s")  # three hours later
+
+    assert soon["summary"]["stream"]["window_rows_carried"] == 4
+    assert later["summary"]["stream"]["window_rows_carried"] == 0
+
+
+def test_version_dynamodb_cannot_increase_restarts(dynamodb):
+    post(service(), rows_csv(0, 10), stream="s")
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+    dynamodb.put_item(TableName=TABLE, Item={**item, "version": {"N": "1" + "0" * 40}})
+
+    later = post(service(), rows_csv(10, 5), stream="s")
+
+    assert later["summary"]["stream"]["restarted_because"] == "unreadable"
+    assert later["summary"]["stream"]["saved"] is True

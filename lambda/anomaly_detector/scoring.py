@@ -175,6 +175,8 @@ class WindowTail:
 
         Timed rows continue them when none is earlier than ``last`` and some are later.
         Rows that do not are a retry or were sent late, and their windows start afresh.
+        Rows that all lack a time take no part in the scoring order, and leave the earlier
+        rows to the rows after them.
         """
         if times is None:
             return self.times is None
@@ -186,7 +188,7 @@ class WindowTail:
             return True
         known = times[~np.isnat(times)]
         if len(known) == 0:
-            return False
+            return True
         return bool(known.min() >= last and known.max() > last)
 
 
@@ -400,10 +402,21 @@ class Scorer:
             self._tail_values = tail.values
             self._tail_times = tail.times
             self._tail_rows = self.first_row - len(tail) + np.arange(len(tail), dtype=np.int64)
-            self.carried_rows = len(tail)
+            self.carried_rows = self._reached(tail, times)
         if events.open is not None or events.ended is not None:
             self._open, self._ended = events.open, events.ended
             self.carried_events = True
+
+    def _reached(self, tail: WindowTail, times: np.ndarray | None) -> int:
+        """Count the tail rows that the first row's window reaches back to."""
+        window = self.config.window
+        if not window.is_time or tail.times is None or times is None:
+            return len(tail)
+        known = times[~np.isnat(times)]
+        if len(known) == 0:
+            return len(tail)
+        start = known.min() - window.time.to_timedelta64()
+        return int(np.count_nonzero(tail.times > start))
 
     def score(
         self,

@@ -187,7 +187,9 @@ def _from_record(record: dict[str, Any], scoring: ScoringConfig) -> StoredStream
         version = int(record["version"])
     except (KeyError, TypeError, ValueError):
         version = 0
-    if version < 1:  # this module writes versions from 1 on
+    # This module writes versions from 1 on. DynamoDB keeps 38 digits, so a version it could
+    # not increase is replaced too.
+    if not 1 <= version < 2**53:
         return StoredStream(BaselineState(), version=None, restarted="unreadable")
     try:
         if record["target"] != target or int(record["length"]) != length:
