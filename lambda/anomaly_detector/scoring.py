@@ -350,7 +350,6 @@ class Scorer:
     # What carry_window handed over, used or dropped when the first chunk comes.
     _carried: tuple[WindowTail, CarriedEvents, np.datetime64 | None] | None = None
     carried_rows: int = 0
-    carried_events: bool = False
     _carry_out: CarriedEvents | None = None
 
     def carry_window(
@@ -364,8 +363,7 @@ class Scorer:
         Both are used only if the first chunk's rows continue the earlier rows, whose latest
         time is ``last_time`` (``WindowTail.fits``). Their rows are numbered back from
         ``first_row``: an event that began in them gets row numbers below ``first_row``.
-        ``carried_rows`` gives how many tail rows were used, ``carried_events`` whether the
-        runs were.
+        ``carried_rows`` gives how many tail rows the first row's window reached.
         """
         if self._rows_seen:
             raise ValueError("carry_window must come before the first chunk")
@@ -403,9 +401,7 @@ class Scorer:
             self._tail_times = tail.times
             self._tail_rows = self.first_row - len(tail) + np.arange(len(tail), dtype=np.int64)
             self.carried_rows = self._reached(tail, times)
-        if events.open is not None or events.ended is not None:
-            self._open, self._ended = events.open, events.ended
-            self.carried_events = True
+        self._open, self._ended = events.open, events.ended
 
     def _reached(self, tail: WindowTail, times: np.ndarray | None) -> int:
         """Count the tail rows that the first row's window reaches back to."""
