@@ -29,8 +29,15 @@ from moto import mock_aws
 from anomaly_detector.config import ScoringConfig, Span
 from anomaly_detector.handler import DetectionService
 from anomaly_detector.publishing import publish_warning
-from anomaly_detector.scoring import MAX_CARRIED_ROWS, Event, Scorer, WindowTail
-from anomaly_detector.state import MemoryStreamStore
+from anomaly_detector.scoring import (
+    MAX_CARRIED_ROWS,
+    BaselineState,
+    CarriedEvents,
+    Event,
+    Scorer,
+    WindowTail,
+)
+from anomaly_detector.state import DynamoStreamStore, MemoryStreamStore, StoredStream
 
 aws_credentials = fixtures_handler.aws_credentials
 
@@ -224,7 +231,6 @@ def test_window_tail_keeps_at_most_the_limit():
 
     assert len(scorer.window_tail()) == 49
     np.testing.assert_array_equal(scorer.window_tail(limit=3).values, [97.0, 98.0, 99.0])
-    assert MAX_CARRIED_ROWS * 16 + 20_000 * 8 < 400_000  # tail and baseline fit one item
 
 
 @pytest.mark.parametrize(
@@ -460,7 +466,7 @@ def test_item_holds_the_tail_with_its_times(dynamodb):
         {"events": {"S": "not json"}},
         {"events": {"S": "[]"}},
         {"events": {"N": "1"}},
-        {"events": {"S": json.dumps({"settings": "x", "open": {"rows": 1}, "ended": None})}},
+        {"events": {"S": json.dumps({"settings": 5, "open": None, "ended": None})}},
     ],
 )
 def test_unreadable_tail_restarts_the_stream(dynamodb, attributes):
@@ -571,3 +577,100 @@ def test_version_dynamodb_cannot_increase_restarts(dynamodb):
 
     assert later["summary"]["stream"]["restarted_because"] == "unreadable"
     assert later["summary"]["stream"]["saved"] is True
+
+
+def test_largest_state_fits_one_item(dynamodb):
+    """The longest baseline and tail, and two open runs over 2,000 inputs: moto enforces the
+    400 KB item limit as DynamoDB does."""
+    inputs = tuple(f"input_{number:04d}_{'x' * 40}" for number in range(2_000))
+    scoring = ScoringConfig(
+        target="y", inputs=inputs, threshold=1.5, timestamp_column="t", baseline=20_000
+    )
+    times = np.datetime64("2024-03-06T08:00:00", "ns") + np.arange(
+        MAX_CARRIED_ROWS
+    ) * np.timedelta64(1, "s")
+    last = pd.Timestamp(times[-1], tz="UTC")
+    run = Event(
+        start_row=-9, end_row=-1, rows=9, peak_score=-1.2345678901234567e-100 ** 2 + 1e99,
+        peak_row=-5, residual_sum=-1.2345678901234567e99, start_time=last, end_time=last,
+        peak_time=last, onset_row=-12, onset_time=last, first_place=-9, last_place=-1,
+        input_sums=np.full(len(inputs), -1.2345678901234567e-99),
+    )  # fmt: skip
+    stored = StoredStream(
+        BaselineState(np.full(20_000, -1.2345678901234567e-99), 3, 0, 0.5),
+        WindowTail(np.full(MAX_CARRIED_ROWS, 1.2345678901234567e-99), times),
+        CarriedEvents(run, run),
+        last_time=last,
+    )
+    store = DynamoStreamStore(dynamodb, TABLE)
+
+    assert store.save("s" * 128, scoring, stored, 0)
+    again = store.load("s" * 128, scoring)
+    assert again.restarted is None
+    assert len(again.tail) == MAX_CARRIED_ROWS
+    assert again.events.open.input_sums.shape == (2_000,)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"rows": 0},
+        {"peak_score": 10**400},
+        {"residual_sum": True},
+        {"input_sums": [1e300, 1.0, 1.0]},
+        {"start_time": None},
+        {"start_time": "9999-01-01T00:00:00+00:00"},
+        {"end_time": "2024-03-06T07:00:00+00:00"},  # before its start
+        {"sides": {"above": 1}},
+        {"reported": 1},
+    ],
+)
+def test_corrupt_open_run_restarts_the_stream(dynamodb, change):
+    post(service(), rows_csv(0, 45), stream="s")  # ends inside the fault: a run is open
+    item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
+    events = json.loads(item["events"]["S"])
+    events["open"] |= change
+    item["events"] = {"S": json.dumps(events)}
+    dynamodb.put_item(TableName=TABLE, Item=item)
+
+    later = post(service(), rows_csv(45, 5), stream="s")
+
+    assert later["summary"]["stream"]["restarted_because"] == "unreadable"
+    assert later["summary"]["stream"]["saved"] is True
+
+
+def test_other_inputs_drop_the_runs_only(dynamodb):
+    post(service(BASELINE="60"), rows_csv(0, 45), stream="s")
+
+    later = post(service(BASELINE="60", INPUT_COLUMNS="torque,ambient_temperature"),
+                 rows_csv(45, 5), stream="s")  # fmt: skip
+
+    assert "restarted_because" not in later["summary"]["stream"]
+    assert later["summary"]["baseline"]["residuals_kept"] > 5
+    assert later["events"][0]["reported_before"] is False
+
+
+def test_ended_run_is_not_carried_past_the_gap(dynamodb):
+    detector = service(MERGE_GAP="2", MIN_DURATION="3")
+    first = post(detector, rows_csv(0, 60), stream="s")  # the fault ends near row 58
+
+    later = post(detector, rows_csv(60, 20), stream="s")
+
+    assert [event["ongoing"] for event in first["events"]] == [False]
+    assert later["events"] == []
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_open_run_with_huge_inputs_is_saved(dynamodb):
+    """Input sums near the float limit are not carried, so the event names no drivers."""
+    body = rows_csv(0, 45)
+    for row in (43, 44):
+        body = replace_cells(body, row, motor_speed="1.7e308")
+
+    first = post(service(), body, stream="s")
+    later = post(service(), rows_csv(45, 20), stream="s")
+
+    assert first["summary"]["stream"]["saved"] is True
+    (event,) = later["events"]
+    assert event["reported_before"] is True
+    assert event["drivers"] == []

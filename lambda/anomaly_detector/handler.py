@@ -46,6 +46,7 @@ from .state import (
     StoredStream,
     StreamStore,
     check_stream,
+    storable_events,
 )
 
 logger = Logger(service="anomaly-detector")
@@ -184,11 +185,12 @@ class DetectionService:
         rows = detect_chunk(frame, scoring, predictor, scorer, summary, keep=rows_choice)
         found = scorer.finish()
         events = events_to_dicts(found)
+        check_finite_events(events, scoring.target)
         for event, record in zip(found, events, strict=True):
-            record["ongoing"] = event.ongoing
+            # Without stream state no later request extends an event.
+            record["ongoing"] = event.ongoing and stream is not None
             record["reported_before"] = event.reported
         _mark_earlier_rows(events)
-        check_finite_events(events, scoring.target)
         summary.events = len(events)
         summary_dict = summary.to_dict(scoring)
         if stream is not None:
@@ -265,11 +267,11 @@ class DetectionService:
         first, last = scorer.time_range
         reason = None
         known = None if stored is None else stored.last_time
-        tail = scorer.window_tail()
+        tail, runs = scorer.window_tail(), scorer.carry_out()
         if stored is None:
             # The read failed: a save without the version read could overwrite a newer state.
             reason = "store_error"
-        elif not (scorer.baseline.storable and tail.storable):
+        elif not (scorer.baseline.storable and tail.storable and storable_events(runs)):
             # Values near the float limit would make every later request overflow.
             reason = "values_out_of_range"
         elif known is not None and first is not None and (first < known or last <= known):
@@ -277,9 +279,7 @@ class DetectionService:
             # Rows from the stored last time on are new if some are later: times may repeat.
             reason = "rows_not_newer"
         else:
-            new = StoredStream(
-                scorer.baseline, tail, scorer.carry_out(), last_time=last or stored.last_time
-            )
+            new = StoredStream(scorer.baseline, tail, runs, last_time=last or stored.last_time)
             try:
                 saved = self.stream_store.save(stream, scoring, new, stored.version)
                 reason = None if saved else "concurrent_update"

@@ -184,9 +184,13 @@ def _check_finite(
 
 
 def check_finite_events(events: list[dict], target: str) -> None:
-    """Reject events whose sums overflow 64-bit floats (see ``_check_finite``)."""
+    """Reject events whose sums overflow 64-bit floats (see ``_check_finite``).
+
+    An event that began in an earlier request of a stream (rows below 0) is named by the
+    request's first row, since the earlier rows were carried on only when far from overflow.
+    """
     overflow = [
-        event["start_row"]
+        max(event["start_row"], 0)
         for event in events
         if not all(np.isfinite([event["peak_score"], event["mean_residual"]]))
     ]

@@ -55,8 +55,9 @@ MAX_DRIVERS = 3
 NOTABLE_DEVIATION = 2.0
 HUGE_RESIDUAL = 1e150
 # Most rows of a window tail that a service keeps between requests: 16 bytes each with its
-# time, so that the tail and the longest baseline fit in one DynamoDB item (400 KB).
-MAX_CARRIED_ROWS = 10_000
+# time. With the longest baseline (160 KB) and two open runs with the sums of 2,000 inputs
+# (about 100 KB), one DynamoDB item (at most 400 KB) holds them.
+MAX_CARRIED_ROWS = 5_000
 # Rows between updates of the residual baseline. Each update scores the rows since the last
 # as one chunk, so a shorter step costs time in long files for no gain on slow drift.
 BASELINE_STEP = 30
@@ -549,6 +550,7 @@ class Scorer:
         The events that contain a run still open (``carry_out``) are marked ``ongoing``: more
         rows of the stream may extend them.
         """
+        self._expire_ended()
         rows, places = self.first_row + self._rows_seen, self._places_seen
         still_open_pair = (self._open, self._ended)
         still_open = [run for run in still_open_pair if run is not None]
@@ -686,6 +688,24 @@ class Scorer:
                 self._open = run  # may continue in the next chunk
             else:
                 self._end(run)
+        self._expire_ended()
+
+    def _expire_ended(self) -> None:
+        """Judge the run awaiting the merge gap once the gap has passed: no later run can
+        join it then, so it is no longer open."""
+        ended, gap, following = self._ended, self.config.merge_gap, self._open
+        if ended is None or gap is None:
+            return
+        # The next run to end is the open one, or one that starts with a later row.
+        if gap.is_time:
+            start = self._last_time if following is None else following.start_time
+            passed = start is not None and start - ended.end_time > gap.time
+        else:
+            first = self._places_seen if following is None else following.first_place
+            passed = first - ended.last_place - 1 > gap.rows
+        if passed:
+            self._keep_if_long(ended)
+            self._ended = None
 
     def _update_normal_error(self, magnitudes: np.ndarray) -> None:
         if len(magnitudes) == 0:

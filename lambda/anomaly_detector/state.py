@@ -20,8 +20,8 @@ rows, which shifts a median of hundreds of rows little.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -33,7 +33,14 @@ import pandas as pd
 
 from .config import ScoringConfig
 from .errors import RequestError
-from .scoring import MAX_CARRIED_ROWS, BaselineState, CarriedEvents, Event, WindowTail
+from .scoring import (
+    HUGE_RESIDUAL,
+    MAX_CARRIED_ROWS,
+    BaselineState,
+    CarriedEvents,
+    Event,
+    WindowTail,
+)
 
 DEFAULT_STREAM = "default"
 # How far rows may lie ahead of the service's clock. The handler refuses rows beyond it,
@@ -211,8 +218,16 @@ def _from_record(record: dict[str, Any], scoring: ScoringConfig) -> StoredStream
         if last_time is not None and last_time > pd.Timestamp.now(tz="UTC") + MAX_AHEAD:
             raise ValueError("the last time lies in the future")
         tail = _tail_from_record(record, last_time)
-        events = _events_from_record(record, scoring)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        events = _events_from_record(record, scoring, last_time)
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+    ):
         return StoredStream(BaselineState(), version=version, restarted="unreadable")
     if record.get("window") != str(scoring.window):
         tail = WindowTail()  # kept for another window: its rows would weigh otherwise
@@ -221,9 +236,23 @@ def _from_record(record: dict[str, Any], scoring: ScoringConfig) -> StoredStream
 
 
 def _event_settings(scoring: ScoringConfig) -> str:
-    """Name the settings that decide which rows form an event."""
+    """Name the settings that decide which rows form an event, and what its sums hold."""
     gap = scoring.merge_gap or 0
-    return f"{scoring.threshold!r} {scoring.window} {scoring.min_duration} {gap}"
+    # A digest of the input names, which may run to 2,000 long names.
+    inputs = hashlib.sha256(json.dumps(scoring.inputs).encode()).hexdigest()
+    return json.dumps(
+        [repr(scoring.threshold), str(scoring.window), str(scoring.min_duration), str(gap)]
+        + [bool(scoring.timestamp_column), inputs]
+    )
+
+
+def storable_events(events: CarriedEvents) -> bool:
+    """Return whether the runs' numbers are finite and small enough to carry on."""
+    return all(
+        abs(run.peak_score) < HUGE_RESIDUAL and abs(run.residual_sum) < HUGE_RESIDUAL
+        for run in events
+        if run is not None
+    )
 
 
 def _event_record(event: Event | None) -> dict[str, Any] | None:
@@ -243,7 +272,10 @@ def _event_record(event: Event | None) -> dict[str, Any] | None:
         "end_time": _time_text(event.end_time),
         "peak_time": _time_text(event.peak_time),
         "onset_time": _time_text(event.onset_time),
-        "input_sums": None if event.input_sums is None else [float(v) for v in event.input_sums],
+        # Sums of inputs near the float limit can overflow: the event then names no drivers.
+        "input_sums": None
+        if event.input_sums is None or not np.all(np.abs(event.input_sums) < HUGE_RESIDUAL)
+        else [float(v) for v in event.input_sums],
         "sides": sorted(event.sides),
         "reported": event.reported,
     }
@@ -253,24 +285,40 @@ def _time_text(time: pd.Timestamp | None) -> str | None:
     return None if time is None else time.isoformat()
 
 
-def _events_from_record(record: dict[str, Any], scoring: ScoringConfig) -> CarriedEvents:
+def _events_from_record(
+    record: dict[str, Any], scoring: ScoringConfig, last_time: pd.Timestamp | None
+) -> CarriedEvents:
     """Rebuild the carried runs; raise ValueError for anything this module did not write.
 
-    Items written before runs were kept have none. Runs kept for other event settings are
-    dropped, since their rows were judged against another threshold or duration.
+    Items written before runs were kept have none. Runs kept for other event settings or
+    inputs are dropped, since their rows were judged against another threshold or duration.
     """
     if "events" not in record:
         return CarriedEvents()
     data = json.loads(record["events"])
-    runs = CarriedEvents(
-        *(_event_from_record(data[key], len(scoring.inputs)) for key in ("open", "ended"))
-    )
+    if not isinstance(data, dict) or not isinstance(data.get("settings"), str):
+        raise ValueError("the carried runs are not a record this module wrote")
     if data["settings"] != _event_settings(scoring):
         return CarriedEvents()
-    return runs
+    timed = bool(scoring.timestamp_column)
+    return CarriedEvents(
+        *(
+            _event_from_record(data[key], len(scoring.inputs), timed, last_time)
+            for key in ("open", "ended")
+        )
+    )
 
 
-def _event_from_record(data: dict[str, Any] | None, inputs: int) -> Event | None:
+def _number(value: Any) -> float:
+    """Return a stored float; raise ValueError unless it is a finite number of safe size."""
+    if type(value) not in (int, float) or not abs(value) < HUGE_RESIDUAL:
+        raise ValueError("a carried run's number is not a finite number of safe size")
+    return float(value)
+
+
+def _event_from_record(
+    data: dict[str, Any] | None, inputs: int, timed: bool, last_time: pd.Timestamp | None
+) -> Event | None:
     if data is None:
         return None
     whole = {name: data[name] for name in ("start_row", "end_row", "rows", "peak_row")}
@@ -284,33 +332,56 @@ def _event_from_record(data: dict[str, Any] | None, inputs: int) -> Event | None
     if not 1 <= whole["rows"] <= span:
         raise ValueError("a carried run's row count does not fit its places")
 
-    peak, total = data["peak_score"], data["residual_sum"]
-    if not all(isinstance(v, float | int) and math.isfinite(v) for v in (peak, total)):
-        raise ValueError("a carried run's peak or sum is not a finite number")
+    peak, total = _number(data["peak_score"]), _number(data["residual_sum"])
     if peak < 0:
         raise ValueError("a carried run's peak score is negative")
     sums = data["input_sums"]
     if sums is not None:
-        sums = np.asarray(sums, dtype=float)
-        if sums.shape != (inputs,) or not np.all(np.isfinite(sums)):
+        if not isinstance(sums, list) or len(sums) != inputs:
             raise ValueError("a carried run's input sums do not match the inputs")
+        sums = np.array([_number(value) for value in sums])
 
-    sides = set(data["sides"])
-    if not sides <= {"above", "below"} or type(data["reported"]) is not bool:
-        raise ValueError("a carried run's sides or flag are invalid")
-    times = {name: data[name] for name in ("start_time", "end_time", "peak_time", "onset_time")}
-    parsed = {name: None if text is None else pd.Timestamp(text) for name, text in times.items()}
-    if any(time is not None and (pd.isna(time) or time.tzinfo is None) for time in parsed.values()):
-        raise ValueError("a carried run's time is invalid or has no time zone")
+    sides = data["sides"]
+    if not isinstance(sides, list) or not set(sides) <= {"above", "below"}:
+        raise ValueError("a carried run's sides are invalid")
+    if type(data["reported"]) is not bool:
+        raise ValueError("a carried run's reported flag is not true or false")
+    parsed = _times(data, timed, last_time)
     return Event(
         **whole,
         peak_score=float(peak),
         residual_sum=float(total),
         input_sums=sums,
-        sides=sides,
+        sides=set(sides),
         reported=data["reported"],
         **parsed,
     )
+
+
+def _times(
+    data: dict[str, Any], timed: bool, last_time: pd.Timestamp | None
+) -> dict[str, pd.Timestamp | None]:
+    """Read a carried run's times, in UTC nanoseconds.
+
+    A timed stream's runs have all four, in order and not after the stream's last time. An
+    untimed stream's runs have none.
+    """
+    names = ("start_time", "end_time", "peak_time", "onset_time")
+    texts = [data[name] for name in names]
+    if not timed:
+        if any(text is not None for text in texts):
+            raise ValueError("a carried run of an untimed stream has times")
+        return dict.fromkeys(names)
+    if not all(isinstance(text, str) for text in texts) or last_time is None:
+        raise ValueError("a carried run of a timed stream lacks a time")
+    times = [pd.Timestamp(text) for text in texts]
+    if any(pd.isna(time) or time.tzinfo is None for time in times):
+        raise ValueError("a carried run's time is invalid or has no time zone")
+    times = [time.tz_convert("UTC").as_unit("ns") for time in times]
+    start, end, peak, onset = times
+    if not (onset <= start <= peak <= end <= last_time):
+        raise ValueError("a carried run's times are out of order")
+    return dict(zip(names, times, strict=True))
 
 
 def _tail_from_record(record: dict[str, Any], last_time: pd.Timestamp | None) -> WindowTail:
