@@ -674,3 +674,19 @@ def test_open_run_with_huge_inputs_is_saved(dynamodb):
     (event,) = later["events"]
     assert event["reported_before"] is True
     assert event["drivers"] == []
+
+
+def test_warning_names_the_stream(dynamodb):
+    sns = RecordingSns()
+    config = make_config(**ENV, TOPIC_ARN="arn:aws:sns:eu-west-1:123456789012:w")
+    detector = DetectionService(config, predictor=FormulaPredictor(), sns_client=sns)
+
+    post(detector, rows_csv(0, 60), stream="press-7")
+
+    (warning,) = sns.sent
+    assert "(press-7)" in warning["Subject"]
+    assert "Stream: press-7" in warning["Message"]
+    assert warning["MessageAttributes"]["stream"] == {
+        "DataType": "String",
+        "StringValue": "press-7",
+    }

@@ -80,13 +80,16 @@ class MetricsPublisher:
 def warning_message(config: ServiceConfig, summary: dict, events: list[dict]) -> tuple[str, str]:
     """Compose the SNS subject (at most 99 ASCII characters) and body for a request's events."""
     asset = config.asset_id or config.service_name
+    stream = summary.get("stream", {}).get("name")
+    machine = asset if stream is None else f"{asset} ({stream})"
     peak = max(events, key=lambda e: e["peak_score"])
-    subject = f"Anomaly on {asset}: {len(events)} event(s), peak score {peak['peak_score']:.3g}"
+    subject = f"Anomaly on {machine}: {len(events)} event(s), peak score {peak['peak_score']:.3g}"
     subject = subject.encode("ascii", "replace").decode("ascii")[:SUBJECT_LIMIT]
 
     unit_note = "(scores are rolling means of |actual - predicted| in the target's unit)"
     lines = [
         f"Asset: {asset}",
+        *([] if stream is None else [f"Stream: {stream}"]),
         f"Target: {config.scoring.target}",
         f"Events: {len(events)}; threshold {summary['threshold']:g} {unit_note}",
         f"Rows scored: {summary['scored_rows']} of {summary['rows']}",
@@ -131,14 +134,15 @@ def publish_warning(
 ) -> str:
     """Publish one warning for the request's events; return the SNS message id."""
     subject, body = warning_message(config, summary, events)
+    attributes = {
+        "asset": {"DataType": "String", "StringValue": config.asset_id or config.service_name},
+        "events": {"DataType": "Number", "StringValue": str(len(events))},
+    }
+    if "stream" in summary:
+        # A subscription filter policy can then route one machine's warnings.
+        attributes["stream"] = {"DataType": "String", "StringValue": summary["stream"]["name"]}
     response = sns_client.publish(
-        TopicArn=config.topic_arn,
-        Subject=subject,
-        Message=body,
-        MessageAttributes={
-            "asset": {"DataType": "String", "StringValue": config.asset_id or config.service_name},
-            "events": {"DataType": "Number", "StringValue": str(len(events))},
-        },
+        TopicArn=config.topic_arn, Subject=subject, Message=body, MessageAttributes=attributes
     )
     return response["MessageId"]
 
