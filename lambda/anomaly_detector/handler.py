@@ -195,7 +195,6 @@ class DetectionService:
         summary_dict = summary.to_dict(scoring)
         if stream is not None:
             summary_dict["new_events"] = sum(not event.reported for event in found)
-        if stream is not None:
             _check_not_future(scorer.time_range[1])
 
         # check: the response fits, before anything is saved or published, so that the
