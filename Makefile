@@ -19,6 +19,8 @@ help:
 	@echo "make synth  synthesize the CDK app into cdk.out/ (offline, no credentials)"
 	@echo "make lint   ruff on the code"
 	@echo "make skab   the SKAB benchmark on SKAB=$(SKAB); rewrites benchmarks/SKAB_RESULTS.md"
+	@echo "make bench  the speed benchmarks; rewrites benchmarks/RESULTS.md (about 8 minutes)"
+	@echo "make fuzz   fuzz the request path for 8 minutes, then the property tests with more examples"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -589,6 +589,11 @@ class _ContextReader:
         return value
 
     def _invalid(self, key: str, value: Any, expected: str) -> ConfigError:
+        if value is None:
+            return ConfigError(
+                f"Context key {key!r} is empty: expected {expected}. Give a value, or leave "
+                "the key out of cdk.json and -c to use its default."
+            )
         return ConfigError(f"Invalid value {value!r} for context key {key!r}: expected {expected}.")
 
     def optional_text(

@@ -217,6 +217,7 @@ INVALID_CASES = [
     ({"baseline_rows": "10min"}, ["baseline_rows", "integer"]),
     ({"baseline_rows": "600", "stream_state": "false"}, ["'stream_state' is false", "set"]),
     ({"stream_state": "maybe"}, ["stream_state"]),
+    ({"stream_state": ""}, ["'stream_state' is empty", "true or false", "default"]),
     ({"timezone": "Mars/Olympus"}, ["timezone", "IANA time zone"]),
     ({"metrics_namespace": "AWS/Lambda"}, ["metrics_namespace", "reserved"]),
     ({"log_level": "VERBOSE"}, ["log_level", "DEBUG, INFO, WARNING, ERROR, CRITICAL"]),
