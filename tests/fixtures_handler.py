@@ -298,6 +298,17 @@ def replace_cells(csv_body: str, row: int, **values: str) -> str:
     return out.getvalue()
 
 
+class RecordingSns:
+    """SNS client stand-in that records each published message."""
+
+    def __init__(self) -> None:
+        self.published: list[dict] = []
+
+    def publish(self, **request) -> dict:
+        self.published.append(request)
+        return {"MessageId": f"m-{len(self.published)}"}
+
+
 def create_state_table(client, name: str) -> None:
     """Create a stream state table as the stack does: keyed by the string ``stream``."""
     client.create_table(

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from fixtures_handler import (
     FormulaPredictor,
+    RecordingSns,
     create_state_table,
     json_lines,
     load_event,
@@ -226,15 +227,6 @@ def test_throttled_table_is_503(dynamodb, captured_stdout):
     log = captured_stdout()
     assert "ProvisionedThroughputExceededException" in log
     assert "1500.0" not in log
-
-
-class RecordingSns:
-    def __init__(self) -> None:
-        self.published: list[dict] = []
-
-    def publish(self, **request) -> dict:
-        self.published.append(request)
-        return {"MessageId": "m-1"}
 
 
 def test_oversized_response_saves_nothing(dynamodb, monkeypatch):

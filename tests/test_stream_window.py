@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from fixtures_handler import (
     FormulaPredictor,
+    RecordingSns,
     create_state_table,
     load_event,
     make_config,
@@ -304,9 +305,9 @@ def test_fresh_windows_raise_false_breaches(dynamodb):
     carried = service()
 
     fresh = [post(stateless, rows_csv(start, 2)) for start in range(0, 40, 2)]
-    kept = [post(carried, rows_csv(start, 2), stream="s") for start in range(0, 40, 2)]
+    continued = [post(carried, rows_csv(start, 2), stream="s") for start in range(0, 40, 2)]
 
-    assert sum(part["summary"]["anomalous_rows"] for part in kept) == 0
+    assert sum(part["summary"]["anomalous_rows"] for part in continued) == 0
     assert sum(part["summary"]["anomalous_rows"] for part in fresh) > 0
     assert "stream" not in fresh[0]["summary"]
 
@@ -347,20 +348,11 @@ def test_untimed_earlier_rows_are_null(dynamodb):
     assert "None" not in message
 
 
-class RecordingSns:
-    def __init__(self) -> None:
-        self.sent: list[dict] = []
-
-    def publish(self, **request) -> dict:
-        self.sent.append(request)
-        return {"MessageId": f"m-{len(self.sent)}"}
-
-
 def publish_warning_text(result: dict) -> tuple[str, str]:
     sns = RecordingSns()
     config = make_config(**ENV, TIMESTAMP_COLUMN=None, TOPIC_ARN="arn:aws:sns:eu-west-1:1:w")
     publish_warning(sns, config, result["summary"], result["events"])
-    return sns.sent[0]["Subject"], sns.sent[0]["Message"]
+    return sns.published[0]["Subject"], sns.published[0]["Message"]
 
 
 def test_event_over_short_requests_warns_once(dynamodb):
@@ -382,7 +374,7 @@ def test_event_over_short_requests_warns_once(dynamodb):
     )
     assert [event["ongoing"] for event in reported] == [True] * (len(reported) - 1) + [False]
     assert sum(part["summary"]["new_events"] for part in parts) == 1
-    assert len(sns.sent) == 1
+    assert len(sns.published) == 1
     final = reported[-1]
     for name in ("start", "end", "onset", "rows", "peak_score", "peak_time", "direction"):
         assert final[name] == expected[name], name
@@ -430,8 +422,8 @@ def test_new_window_keeps_baseline_only(dynamodb):
 
     assert later["summary"]["stream"]["window_rows_carried"] == 0
     assert "restarted_because" not in later["summary"]["stream"]
-    kept = first["summary"]["baseline"]["residuals_kept"]
-    assert later["summary"]["baseline"]["residuals_kept"] == kept + 5
+    residuals = first["summary"]["baseline"]["residuals_kept"]
+    assert later["summary"]["baseline"]["residuals_kept"] == residuals + 5
 
 
 def test_item_holds_the_tail_with_its_times(dynamodb):
@@ -482,7 +474,7 @@ def test_unreadable_tail_restarts_the_stream(dynamodb, attributes):
 
 
 def test_item_without_tail_starts_empty(dynamodb):
-    """Items written before the tail was kept hold none."""
+    """Items written before the tail was kept contain none."""
     post(service(), rows_csv(0, 10), stream="s")
     item = dynamodb.get_item(TableName=TABLE, Key={"stream": {"S": "s"}})["Item"]
     for name in ("tail_values", "tail_times", "window"):
@@ -580,8 +572,8 @@ def test_version_dynamodb_cannot_increase_restarts(dynamodb):
 
 
 def test_largest_state_fits_one_item(dynamodb):
-    """The longest baseline and tail, and two open runs over 2,000 inputs: moto enforces the
-    400 KB item limit as DynamoDB does."""
+    """The maximum baseline and tail, and two open runs over 2,000 inputs: moto enforces
+    the 400 KB item limit as DynamoDB does."""
     inputs = tuple(f"input_{number:04d}_{'x' * 40}" for number in range(2_000))
     scoring = ScoringConfig(
         target="y", inputs=inputs, threshold=1.5, timestamp_column="t", baseline=20_000
@@ -683,7 +675,7 @@ def test_warning_names_the_stream(dynamodb):
 
     post(detector, rows_csv(0, 60), stream="press-7")
 
-    (warning,) = sns.sent
+    (warning,) = sns.published
     assert "(press-7)" in warning["Subject"]
     assert "Stream: press-7" in warning["Message"]
     assert warning["MessageAttributes"]["stream"] == {

@@ -46,7 +46,6 @@ from .state import (
     StoredStream,
     StreamStore,
     check_stream,
-    storable_events,
 )
 
 logger = Logger(service="anomaly-detector")
@@ -270,7 +269,7 @@ class DetectionService:
         if stored is None:
             # The read failed: a save without the version read could overwrite a newer state.
             reason = "store_error"
-        elif not (scorer.baseline.storable and tail.storable and storable_events(runs)):
+        elif not (scorer.baseline.storable and tail.storable and runs.storable):
             # Values near the float limit would make every later request overflow.
             reason = "values_out_of_range"
         elif known is not None and first is not None and (first < known or last <= known):
@@ -406,7 +405,7 @@ def _mark_earlier_rows(events: list[dict]) -> None:
 
 
 def _check_not_future(last: pd.Timestamp | None) -> None:
-    """Refuse rows far ahead of the clock: the stored state remembers the latest time and
+    """Reject rows far ahead of the clock. The stored state remembers the latest time and
     takes only later rows, so one row from a clock set years ahead would stop a stream."""
     now = pd.Timestamp.now(tz="UTC")
     if last is not None and last > now + MAX_AHEAD:

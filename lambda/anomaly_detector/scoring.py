@@ -54,9 +54,9 @@ MAX_DRIVERS = 3
 # deviations from normal, because normal rows often show smaller shifts.
 NOTABLE_DEVIATION = 2.0
 HUGE_RESIDUAL = 1e150
-# Most rows of a window tail that a service keeps between requests: 16 bytes each with its
-# time. With the longest baseline (160 KB) and two open runs with the sums of 2,000 inputs
-# (about 100 KB), one DynamoDB item (at most 400 KB) holds them.
+# Maximum rows of a window tail that a service keeps between requests: 16 bytes each with
+# its time. With the maximum baseline (160 KB) and two open runs with the sums of 2,000
+# inputs (about 100 KB), they fit in one DynamoDB item (at most 400 KB).
 MAX_CARRIED_ROWS = 5_000
 # Rows between updates of the residual baseline. Each update scores the rows since the last
 # as one chunk, so a shorter step costs time in long files for no gain on slow drift.
@@ -203,6 +203,15 @@ class CarriedEvents:
 
     def __iter__(self):
         return iter((self.open, self.ended))
+
+    @property
+    def storable(self) -> bool:
+        """Return whether every run's peak and residual sum are small enough to carry on."""
+        return all(
+            abs(run.peak_score) < HUGE_RESIDUAL and abs(run.residual_sum) < HUGE_RESIDUAL
+            for run in self
+            if run is not None
+        )
 
 
 @dataclass
@@ -552,11 +561,11 @@ class Scorer:
         """
         self._expire_ended()
         rows, places = self.first_row + self._rows_seen, self._places_seen
-        still_open_pair = (self._open, self._ended)
-        still_open = [run for run in still_open_pair if run is not None]
+        runs = (self._open, self._ended)
         carry = CarriedEvents(
-            *(None if run is None else run.shifted(-rows, -places) for run in still_open_pair)
+            *(None if run is None else run.shifted(-rows, -places) for run in runs)
         )
+        still_open = [run for run in runs if run is not None]
         if self._open is not None:
             self._end(self._open)
             self._open = None

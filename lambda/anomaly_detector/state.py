@@ -10,7 +10,8 @@ events, as one long request would. With a residual baseline
 A state records the target and the baseline length it was built for. After a new model or
 another length it is not used, and the stream starts again from a baseline of 0. A state
 kept for another window keeps its baseline but not its window tail, and one kept for other
-event settings (threshold, window, minimum duration, merge gap) does not keep its runs.
+event settings (threshold, window, minimum duration, merge gap, inputs) does not keep its
+runs.
 
 Each item carries a version, and a write succeeds only when the version is still the one
 that was read. Of two requests of one stream that overlap in time, the second to finish
@@ -43,16 +44,16 @@ from .scoring import (
 )
 
 DEFAULT_STREAM = "default"
-# How far rows may lie ahead of the service's clock. The handler refuses rows beyond it,
-# since the state remembers the latest time and takes only later rows.
+# How far rows may lie ahead of the service's clock. The handler rejects rows beyond it,
+# because the state remembers the latest time and takes only later rows.
 MAX_AHEAD = pd.Timedelta(days=1)
 STREAM_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 @dataclass(frozen=True)
 class StoredStream:
-    """A stream's baseline and window tail, the version it was read at (0: none stored), and
-    the latest time of its rows.
+    """A stream's baseline, window tail and open runs, the version it was read at (0: none
+    stored), and the latest time of its rows.
 
     ``restarted`` gives the reason a stored state was not used: "model" (built for another
     target or length) or "unreadable" (an item this module did not write). A version of None
@@ -213,7 +214,7 @@ def _from_record(record: dict[str, Any], scoring: ScoringConfig) -> StoredStream
         last_time = None if last_time is None else pd.Timestamp(last_time)
         if last_time is not None and (pd.isna(last_time) or last_time.tzinfo is None):
             raise ValueError("the last time has no time zone")
-        # The service refuses rows so far ahead, so such a time was not written by it, and
+        # The service rejects rows so far ahead, so such a time was not written by it, and
         # it would make every later request look older.
         if last_time is not None and last_time > pd.Timestamp.now(tz="UTC") + MAX_AHEAD:
             raise ValueError("the last time lies in the future")
@@ -236,22 +237,13 @@ def _from_record(record: dict[str, Any], scoring: ScoringConfig) -> StoredStream
 
 
 def _event_settings(scoring: ScoringConfig) -> str:
-    """Name the settings that decide which rows form an event, and what its sums hold."""
+    """Name the settings that decide which rows form an event, and what its sums contain."""
     gap = scoring.merge_gap or 0
     # A digest of the input names, which may run to 2,000 long names.
     inputs = hashlib.sha256(json.dumps(scoring.inputs).encode()).hexdigest()
     return json.dumps(
         [repr(scoring.threshold), str(scoring.window), str(scoring.min_duration), str(gap)]
         + [bool(scoring.timestamp_column), inputs]
-    )
-
-
-def storable_events(events: CarriedEvents) -> bool:
-    """Return whether the runs' numbers are finite and small enough to carry on."""
-    return all(
-        abs(run.peak_score) < HUGE_RESIDUAL and abs(run.residual_sum) < HUGE_RESIDUAL
-        for run in events
-        if run is not None
     )
 
 
@@ -349,8 +341,8 @@ def _event_from_record(
     parsed = _times(data, timed, last_time)
     return Event(
         **whole,
-        peak_score=float(peak),
-        residual_sum=float(total),
+        peak_score=peak,
+        residual_sum=total,
         input_sums=sums,
         sides=set(sides),
         reported=data["reported"],
